@@ -1,0 +1,121 @@
+"""The ``symmem`` command line: ``estimate`` and ``validate``.
+
+Every error symmem raises on purpose becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from symmem.config import SIZE_NAMES, Config
+from symmem.errors import SymmemError
+from symmem.platforms import PLATFORMS
+from symmem.render.json import estimate_dict
+from symmem.render.text import estimate_table
+from symmem.report import build_report
+
+__all__ = ["main"]
+
+_KERNELS = ("default", "efficient", "flash", "cudnn", "math")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "config",
+        "Without any size flag the reference notebook's calc_all config is used (B=24 S=1024 "
+        "D=384 NH=4 V=8192 L=4, AMP and dropout on); sizes not given take its values.",
+    )
+    helps = {
+        "B": "batch size", "S": "sequence length", "D": "hidden size (n_embd)",
+        "NH": "attention heads", "V": "vocabulary size", "L": "transformer blocks",
+    }
+    for name in SIZE_NAMES:
+        group.add_argument(f"--{name}", type=int, metavar="N", help=helps[name])
+    for name, text in (("amp", "autocast mixed precision (bfloat16)"),
+                       ("dropout", "dropout probability above zero"),
+                       ("bias", "biases in Linear and LayerNorm")):
+        group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
+                           help=text)
+    parser.add_argument("--platform", choices=tuple(PLATFORMS), default=None,
+                        help="PyTorch build whose rules apply (default: cuda)")
+    parser.add_argument("--attention", choices=_KERNELS, default="default",
+                        help="SDPA backend; default: the one PyTorch picks on the platform")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config the flags describe (notebook values for what they leave out)."""
+    notebook = Config.notebook()
+    sizes = {name: getattr(args, name) for name in SIZE_NAMES}
+    any_size = any(v is not None for v in sizes.values())
+    values: dict[str, Any] = {
+        name: notebook.sizes()[name] if value is None else value for name, value in sizes.items()
+    }
+    for name in ("amp", "dropout", "bias"):
+        flag = getattr(args, name)
+        values[name] = flag if flag is not None else (False if any_size else getattr(notebook, name))
+    return Config(**values)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    estimate = build_report(args.platform or "cuda", args.attention).at(config)
+    if args.json:
+        print(json.dumps(estimate_dict(estimate), indent=2))
+    else:
+        print(estimate_table(estimate))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("torch") is None:
+        raise SymmemError(
+            "symmem validate needs PyTorch: pip install 'symmem[torch]' (or pip install torch==2.13.0)"
+        )
+    from symmem.validate.run import run_validation
+
+    config = config_from_args(args)
+    return run_validation(
+        config, device=args.device, platform=args.platform, attention=args.attention,
+        as_json=args.json, max_bytes=args.max_bytes,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="symmem", description="Byte-exact symbolic memory of nanoGPT training."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    estimate = sub.add_parser("estimate", help="every memory term, its formula and its bytes")
+    _add_config_flags(estimate)
+    estimate.set_defaults(run=_estimate)
+    validate = sub.add_parser("validate", help="compare the estimate with PyTorch, term by term")
+    _add_config_flags(validate)
+    validate.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                          help="where to run the measured step (default: cpu)")
+    validate.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                          help="refuse configs whose estimate exceeds N bytes "
+                               "(default: half the free memory)")
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except SymmemError as error:
+        print(f"symmem: error: {error}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

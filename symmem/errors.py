@@ -1,0 +1,35 @@
+"""The one error family of symmem.
+
+Every problem symmem reports to a user is a :class:`SymmemError`; the command line turns it into a
+one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetError",
+    "ConfigError",
+    "KernelError",
+    "MeasurementError",
+    "SymmemError",
+]
+
+
+class SymmemError(Exception):
+    """Base class of every error symmem raises on purpose."""
+
+
+class ConfigError(SymmemError, ValueError):
+    """A size or switch is missing, of the wrong type, or out of range (e.g. D not divisible by NH)."""
+
+
+class KernelError(SymmemError, ValueError):
+    """A platform, attention kernel or option is unknown, or cannot run with the given switches."""
+
+
+class BudgetError(SymmemError, ValueError):
+    """A memory budget cannot be parsed, or nothing fits in it."""
+
+
+class MeasurementError(SymmemError, RuntimeError):
+    """A measurement against PyTorch cannot be made (torch missing, config too large, ...)."""

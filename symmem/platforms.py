@@ -1,0 +1,219 @@
+"""Platforms and attention kernels: the rules that differ between CPU and CUDA builds of PyTorch.
+
+Each platform is one row of :data:`PLATFORMS`; each attention kernel one row of its ``kernels``
+table. Where a rule comes from is written beside it (``evidence``): measured here on the CPU build,
+measured on an H200 (``shared/CUDA_FACTS.md``), or read from PyTorch's source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import sympy
+
+from symmem.dtypes import BFLOAT16, DEVICE, HOST, INT64, UINT64, DType
+from symmem.errors import KernelError
+
+__all__ = ["AttentionKernel", "PLATFORMS", "Platform", "RngField", "get_platform"]
+
+
+def _unpadded(s: sympy.Expr) -> sympy.Expr:
+    return s
+
+
+def _padded_to_32(s: sympy.Expr) -> sympy.Expr:
+    # aten/src/ATen/native/transformers/cuda/attention.cu, _efficient_attention_forward:
+    # logsumexp is allocated as {B, NH, ceil_div(max_seqlen_q, kAlignLSE) * kAlignLSE}, kAlignLSE = 32.
+    return sympy.ceiling(s / 32) * 32
+
+
+@dataclass(frozen=True)
+class RngField:
+    """A random-number-generator state tensor a fused kernel saves.
+
+    Attributes:
+        field: The saved field's name.
+        shape: Its shape (``()`` for a 0-dim tensor).
+        dtype: Its element type.
+        location: ``device`` or ``host`` memory.
+    """
+
+    field: str
+    shape: tuple[int, ...]
+    dtype: DType
+    location: str
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """One SDPA backend and what its backward node saves.
+
+    Attributes:
+        name: The name users pass to ``--attention``.
+        node: The fused backward node, or ``None`` for the composite math path.
+        lse_field: The saved logsumexp field's name.
+        lse_length: Length of the logsumexp rows as a function of S (padding, if any).
+        rng: RNG state tensors saved beside q, k, v, output and logsumexp.
+        half_only: Runs only on 16-bit inputs (so only under AMP).
+        supports_dropout: Can apply attention dropout itself.
+        evidence: Where these rules come from.
+    """
+
+    name: str
+    node: str | None
+    lse_field: str = "logsumexp"
+    lse_length: Callable[[sympy.Expr], sympy.Expr] = _unpadded
+    rng: tuple[RngField, ...] = ()
+    half_only: bool = False
+    supports_dropout: bool = True
+    evidence: str = ""
+
+    def refuses(self, *, amp: bool, dropout: bool) -> str | None:
+        """Why this kernel cannot run with the given switches, or ``None`` if it can."""
+        if self.half_only and not amp:
+            return f"{self.name} attention needs 16-bit inputs: turn on AMP"
+        if dropout and not self.supports_dropout:
+            return f"{self.name} attention cannot apply dropout: turn dropout off"
+        return None
+
+
+MATH = AttentionKernel(
+    name="math",
+    node=None,
+    evidence="composite ops (aten/src/ATen/native/transformers/attention.cpp, "
+    "_scaled_dot_product_attention_math); measured on CPU",
+)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What one PyTorch build does differently.
+
+    Attributes:
+        name: ``cpu`` or ``cuda``.
+        half: The 16-bit type autocast computes in.
+        dropout_saves_mask: ``native_dropout`` with a 1-byte bool mask (CUDA); otherwise
+            ``input * noise`` with the scaled noise saved in the input's dtype (CPU).
+        cross_entropy_autocast: ``cross_entropy`` is on autocast's fp32 list, so the loss sees one
+            fp32 copy of the logits (CPU); otherwise ``log_softmax`` keeps the half dtype and
+            ``nll_loss`` saves an fp32 copy of its result (CUDA).
+        kernels: The attention kernels it can run, by name.
+        default_order: Kernels ``--attention default`` tries, first that can run wins.
+        adamw_step_location: Where AdamW's per-parameter ``step`` tensors live: on the device for
+            fused AdamW (nanoGPT asks for it on CUDA) and on the CPU platform, else on the host.
+        evidence: Where the platform's rules come from.
+    """
+
+    name: str
+    half: DType
+    dropout_saves_mask: bool
+    cross_entropy_autocast: bool
+    kernels: Mapping[str, AttentionKernel]
+    default_order: tuple[str, ...]
+    adamw_step_location: str
+    evidence: str
+
+    def kernel(self, requested: str, *, amp: bool, dropout: bool) -> AttentionKernel:
+        """The kernel that runs for ``requested`` (a name or ``default``), or a KernelError."""
+        if requested == "default":
+            for name in self.default_order:
+                if self.kernels[name].refuses(amp=amp, dropout=dropout) is None:
+                    return self.kernels[name]
+            raise KernelError(f"no attention kernel on {self.name} runs with these switches")
+        if requested not in self.kernels:
+            allowed = ", ".join(["default", *self.kernels])
+            raise KernelError(
+                f"attention kernel {requested!r} is not available on {self.name} (allowed: {allowed})"
+            )
+        kernel = self.kernels[requested]
+        reason = kernel.refuses(amp=amp, dropout=dropout)
+        if reason is not None:
+            raise KernelError(f"{reason} (platform {self.name})")
+        return kernel
+
+
+_CUDA_FACTS = "measured on an H200, torch 2.11 (shared/CUDA_FACTS.md)"
+
+CPU = Platform(
+    name="cpu",
+    half=BFLOAT16,
+    dropout_saves_mask=False,
+    cross_entropy_autocast=True,
+    kernels=MappingProxyType(
+        {
+            "flash": AttentionKernel(
+                name="flash",
+                node="ScaledDotProductFlashAttentionForCpuBackward0",
+                supports_dropout=False,
+                evidence="measured, torch 2.13 CPU build",
+            ),
+            "math": MATH,
+        }
+    ),
+    default_order=("flash", "math"),
+    adamw_step_location=DEVICE,
+    evidence="measured, torch 2.13 CPU build",
+)
+
+CUDA = Platform(
+    name="cuda",
+    half=BFLOAT16,
+    dropout_saves_mask=True,
+    cross_entropy_autocast=False,
+    kernels=MappingProxyType(
+        {
+            "efficient": AttentionKernel(
+                name="efficient",
+                node="ScaledDotProductEfficientAttentionBackward0",
+                lse_field="log_sumexp",
+                lse_length=_padded_to_32,
+                # Host tensors: _efficient_attention_forward makes them with at::scalar_tensor /
+                # at::empty without a device (aten/src/ATen/native/transformers/cuda/attention.cu).
+                rng=(
+                    RngField("philox_seed", (), INT64, HOST),
+                    RngField("philox_offset", (), INT64, HOST),
+                ),
+                evidence=_CUDA_FACTS,
+            ),
+            "flash": AttentionKernel(
+                name="flash",
+                node="ScaledDotProductFlashAttentionBackward0",
+                rng=(
+                    RngField("rng_state", (2,), UINT64, DEVICE),
+                    RngField("unused", (), UINT64, DEVICE),
+                ),
+                half_only=True,
+                evidence=_CUDA_FACTS,
+            ),
+            "cudnn": AttentionKernel(
+                name="cudnn",
+                node="ScaledDotProductCudnnAttentionBackward0",
+                rng=(
+                    RngField("philox_seed", (), INT64, DEVICE),
+                    RngField("philox_offset", (), INT64, DEVICE),
+                ),
+                half_only=True,
+                evidence=_CUDA_FACTS,
+            ),
+            "math": MATH,
+        }
+    ),
+    # The reference notebook's assumption; which kernel a given GPU picks is a GPU preset's job.
+    default_order=("efficient", "math"),
+    adamw_step_location=DEVICE,  # nanoGPT: AdamW(..., fused=True) on CUDA
+    evidence=_CUDA_FACTS,
+)
+
+PLATFORMS: Mapping[str, Platform] = MappingProxyType({"cpu": CPU, "cuda": CUDA})
+
+
+def get_platform(name: str) -> Platform:
+    """The platform called ``name``, or a KernelError naming the allowed ones."""
+    try:
+        return PLATFORMS[name]
+    except KeyError:
+        raise KernelError(
+            f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
+        ) from None

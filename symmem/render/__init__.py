@@ -1,0 +1,1 @@
+"""Renderers: the same report as a text table or as JSON."""

@@ -1,0 +1,373 @@
+"""From traces to terms: every memory term of nanoGPT training as one SymPy expression.
+
+:func:`build_report` traces the model once per scenario (each combination of the switches the
+kernel can run with, and each outcome of the size predicates the ops ask about), turns each trace
+into raw terms (one per storage, named after the node that saves it first), and joins the raw terms
+of all scenarios into :class:`Term` objects whose formulas keep AMP, DROPOUT and BIAS symbolic:
+a term present in some scenarios only gets the switch factors that select them, and a term that
+depends on a size predicate becomes a ``Piecewise``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from types import MappingProxyType
+
+import sympy
+
+from symmem.config import Config
+from symmem.errors import ConfigError, KernelError
+from symmem.model.nanogpt import BLOCK, forward
+from symmem.ops.graph import DEVICE, HOST, ROOT, Save, Scenario, Storage, Trace, UndecidedPredicate
+from symmem.platforms import AttentionKernel, Platform, get_platform
+from symmem.simplify import paper_form, tidy_term
+from symmem.symbols import AMP, BIAS, DROPOUT, L
+
+__all__ = ["CATEGORIES", "TOTALS", "Estimate", "Report", "Term", "build_report"]
+
+#: Categories every term belongs to, in report order.
+CATEGORIES = ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
+#: Keys of :meth:`Report.totals`: ``block`` (one block's saved bytes), the categories (device
+#: memory only), ``total`` (their sum) and ``host`` (host tensors, outside every other total).
+TOTALS = ("block", *CATEGORIES, "total", "host")
+
+_SWITCHES = (AMP, DROPOUT, BIAS)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One memory term.
+
+    Attributes:
+        name: ``Node-field`` of the first node that saves it (fields of that node sharing the
+            storage joined by ``/``), or its own name (``idx``, ``logits``, ``parameters``...).
+        module: Qualified name of the module that made it; ``transformer.h.*`` stands for every
+            block, ``GPT.forward`` for the model's own forward (the loss).
+        kind: Its category, one of :data:`CATEGORIES`.
+        per_layer: Whether it is one block's term (the model has L of them).
+        layer_formula: Bytes of one instance (one block's, for a per-layer term).
+        location: ``device`` or ``host``.
+        dtype: Element type, per precision where it differs.
+        shape: Shape of the saved tensor (or of the allocation).
+        saved_by: Every ``Node-field (module)`` that saves this storage.
+    """
+
+    name: str
+    module: str
+    kind: str
+    per_layer: bool
+    layer_formula: sympy.Expr
+    location: str
+    dtype: str
+    shape: str
+    saved_by: tuple[str, ...] = ()
+
+    @property
+    def formula(self) -> sympy.Expr:
+        """Bytes of the whole model: L instances of a per-layer term."""
+        return L * self.layer_formula if self.per_layer else self.layer_formula
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.module)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every term of one platform and attention choice, with switches symbolic.
+
+    Attributes:
+        platform: The platform's rules.
+        attention: The attention choice (a kernel name or ``default``).
+        terms: The terms, in forward order.
+        kernels: The kernel that runs for each ``(amp, dropout)`` this choice accepts.
+        fixed: Switches this choice needs at one value (e.g. AMP = 1 for flash on CUDA).
+    """
+
+    platform: Platform
+    attention: str
+    terms: tuple[Term, ...]
+    kernels: Mapping[tuple[bool, bool], str]
+    fixed: Mapping[sympy.Symbol, int] = field(default_factory=dict)
+
+    def total(self, kind: str) -> sympy.Expr:
+        """The simplified total of one key of :data:`TOTALS`."""
+        return self.totals[kind]
+
+    @cached_property
+    def totals(self) -> Mapping[str, sympy.Expr]:
+        """Every key of :data:`TOTALS` as a simplified expression."""
+        device = [t for t in self.terms if t.location == DEVICE]
+        sums = {k: sum((t.formula for t in device if t.kind == k), sympy.Integer(0)) for k in CATEGORIES}
+        block = [t for t in device if t.per_layer and t.kind == "activations"]
+        raw = {
+            "block": sum((t.layer_formula for t in block), sympy.Integer(0)),
+            **sums,
+            "total": sum(sums.values(), sympy.Integer(0)),
+            "host": sum((t.formula for t in self.terms if t.location == HOST), sympy.Integer(0)),
+        }
+        return MappingProxyType({k: paper_form(v) for k, v in raw.items()})
+
+    @cached_property
+    def param_count(self) -> sympy.Expr:
+        """Number of parameters (the tied embedding once): fp32 parameter bytes / 4."""
+        return paper_form(self.total("params") / 4)
+
+    def kernel_for(self, config: Config) -> str:
+        """The attention kernel that runs for ``config`` (raises KernelError if none can)."""
+        for symbol, value in self.fixed.items():
+            if config.switches()[symbol] != value:
+                break
+        else:
+            name = self.kernels.get((config.amp, config.dropout))
+            if name is not None:
+                return name
+        # Let the platform say why, in its own words.
+        self.platform.kernel(self.attention, amp=config.amp, dropout=config.dropout)
+        raise KernelError(f"attention {self.attention!r} cannot run with this config")
+
+    def at(self, config: Config) -> Estimate:
+        """Exact bytes of every term and total for a complete config."""
+        config.require_complete()
+        kernel = self.kernel_for(config)
+        values = config.values()
+        term_bytes = tuple(_exact(t.formula, values) for t in self.terms)
+        totals = {k: _exact(v, values) for k, v in self.totals.items()}
+        return Estimate(config, self, kernel, term_bytes, totals, _exact(self.param_count, values))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A report evaluated at one config: exact integers.
+
+    Attributes:
+        config: The config.
+        report: The symbolic report it comes from.
+        kernel: The attention kernel that runs.
+        term_bytes: Bytes of each of ``report.terms`` (whole model), in the same order.
+        totals: Bytes of each key of :data:`TOTALS`.
+        param_count: Number of parameters.
+    """
+
+    config: Config
+    report: Report
+    kernel: str
+    term_bytes: tuple[int, ...]
+    totals: Mapping[str, int]
+    param_count: int
+
+    def terms(self, *, nonzero: bool = True) -> Iterator[tuple[Term, int]]:
+        """``(term, bytes)`` pairs, leaving out terms worth zero bytes here unless asked."""
+        for term, nbytes in zip(self.report.terms, self.term_bytes, strict=True):
+            if nbytes or not nonzero:
+                yield term, nbytes
+
+
+def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
+    value = expr.xreplace(dict(values))
+    if not isinstance(value, sympy.Integer):
+        missing = sorted(str(s) for s in value.free_symbols)
+        raise ConfigError(f"cannot evaluate {expr}: no value for {', '.join(missing)}")
+    return int(value)
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def build_report(platform: str = "cuda", attention: str = "default") -> Report:
+    """The report of ``platform`` with ``attention`` (a kernel name or ``default``); cached."""
+    plat = get_platform(platform)
+    runs: list[tuple[tuple[int, int, int], Scenario, list[_Raw]]] = []
+    kernels: dict[tuple[bool, bool], str] = {}
+    refusals: list[str] = []
+    for amp, dropout, bias in itertools.product((True, False), repeat=3):
+        try:
+            kernel = plat.kernel(attention, amp=amp, dropout=dropout)
+        except KernelError as error:
+            refusals.append(str(error))
+            continue
+        kernels[(amp, dropout)] = kernel.name
+        for scenario, trace in _explore(plat, kernel, Scenario(amp, dropout, bias)):
+            runs.append(((int(amp), int(dropout), int(bias)), scenario, _raw_terms(trace)))
+    if not runs:
+        raise KernelError(refusals[0])
+    combos = {combo for combo, _, _ in runs}
+    free = [i for i in range(3) if len({c[i] for c in combos}) == 2]
+    if len(combos) != 2 ** len(free):
+        raise AssertionError(f"{platform}/{attention}: the switches it accepts are not a subcube")
+    fixed = {_SWITCHES[i]: next(iter(combos))[i] for i in range(3) if i not in free}
+    terms = _combine(runs, free)
+    return Report(plat, attention, tuple(terms), MappingProxyType(kernels), MappingProxyType(fixed))
+
+
+def _explore(
+    platform: Platform, kernel: AttentionKernel, start: Scenario
+) -> Iterator[tuple[Scenario, Trace]]:
+    """Trace ``forward`` under ``start`` and under both outcomes of every predicate it asks."""
+    pending = [start]
+    while pending:
+        scenario = pending.pop()
+        trace = Trace(platform, kernel, scenario)
+        try:
+            forward(trace)
+        except UndecidedPredicate as ask:
+            pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
+            continue
+        yield scenario, trace
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A term as one trace sees it."""
+
+    name: str
+    module: str
+    kind: str
+    location: str
+    dtype: str
+    shape: str
+    saved_by: tuple[str, ...]
+    nbytes: sympy.Expr
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.name, self.module, self.kind)
+
+
+def _raw_terms(trace: Trace) -> list[_Raw]:
+    """One raw term per storage saved (fp32 parameters excluded) or labelled, then the state."""
+    saves: dict[int, list[Save]] = {}
+    storages: dict[int, Storage] = {}
+    for save in trace.saves:
+        storage = save.tensor.storage
+        if storage.kind == "param":
+            continue
+        saves.setdefault(id(storage), []).append(save)
+        storages[id(storage)] = storage
+    for storage in trace.labelled:
+        saves.setdefault(id(storage), [])
+        storages[id(storage)] = storage
+    raws = [_storage_term(storages[key], group) for key, group in saves.items()]
+    return raws + _state_terms(trace)
+
+
+def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
+    saved_by = tuple(dict.fromkeys(f"{s.node_name}-{s.field} ({s.module})" for s in saves))
+    shape = saves[0].tensor.shape if saves else storage.shape
+    if storage.label is not None and storage.kind is not None:
+        name, module, kind = storage.label, storage.module, storage.kind
+    else:
+        first = saves[0]
+        fields = sorted({s.field for s in saves if s.order == first.order})
+        name, module = f"{first.node_name}-{'/'.join(fields)}", first.module
+        kind = "loss" if module == ROOT else "activations"
+    return _Raw(
+        name, module, kind, storage.location, storage.dtype.name, _shape(shape), saved_by,
+        storage.nbytes,
+    )
+
+
+def _state_terms(trace: Trace) -> list[_Raw]:
+    """Parameters, gradients and AdamW state, split into the per-block part and the rest."""
+    raws = []
+    step_location = trace.platform.adamw_step_location
+    for module in (BLOCK, "transformer"):
+        params = [p for p in trace.params.values() if _in_block(p.name) == (module == BLOCK)]
+        numel = sum((p.numel for p in params), sympy.Integer(0))
+        count = f"{len(params)} tensors"
+        for name, kind in (
+            ("parameters", "params"),
+            ("gradients", "grads"),
+            ("AdamW-exp_avg", "optimizer"),
+            ("AdamW-exp_avg_sq", "optimizer"),
+        ):
+            raws.append(_Raw(name, module, kind, DEVICE, "float32", count, (), 4 * numel))
+        raws.append(
+            _Raw("AdamW-step", module, "optimizer", step_location, "float32", count, (),
+                 sympy.Integer(4 * len(params)))
+        )
+    return raws
+
+
+def _in_block(module: str) -> bool:
+    return module == BLOCK or module.startswith(BLOCK + ".")
+
+
+def _shape(shape: Sequence[sympy.Expr]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _combine(
+    runs: Sequence[tuple[tuple[int, int, int], Scenario, list[_Raw]]], free: Sequence[int]
+) -> list[Term]:
+    """Join the raw terms of every run into terms whose formulas keep the switches symbolic."""
+    order: list[tuple[str, str, str]] = []
+    first: dict[tuple[str, str, str], _Raw] = {}
+    dtypes: dict[tuple[str, str, str], dict[int, set[str]]] = {}
+    saved_by: dict[tuple[str, str, str], dict[str, None]] = {}
+    for combo, _, raws in runs:
+        previous = -1
+        for raw in raws:
+            if raw.key not in first:
+                order.insert(previous + 1, raw.key)
+                first[raw.key] = raw
+            previous = order.index(raw.key)
+            dtypes.setdefault(raw.key, {}).setdefault(combo[0], set()).add(raw.dtype)
+            saved_by.setdefault(raw.key, {}).update(dict.fromkeys(raw.saved_by))
+    predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
+    terms = []
+    for key in order:
+        raw = first[key]
+        formula = _formula(key, runs, free, predicates)
+        terms.append(
+            Term(
+                name=raw.name, module=raw.module, kind=raw.kind, per_layer=_in_block(raw.module),
+                layer_formula=formula, location=raw.location, dtype=_dtype_text(dtypes[key]),
+                shape=raw.shape, saved_by=tuple(saved_by[key]),
+            )
+        )
+    return terms
+
+
+def _formula(
+    key: tuple[str, str, str],
+    runs: Sequence[tuple[tuple[int, int, int], Scenario, list[_Raw]]],
+    free: Sequence[int],
+    predicates: Sequence[sympy.Basic],
+) -> sympy.Expr:
+    """Sum over switch values of (indicator * bytes), one branch per predicate outcome."""
+    branches: dict[tuple[bool, ...], sympy.Expr] = {}
+    for outcome in itertools.product((True, False), repeat=len(predicates)):
+        total = sympy.Integer(0)
+        for combo, scenario, raws in runs:
+            if any(scenario.decided(p) not in (None, v) for p, v in zip(predicates, outcome)):
+                continue
+            nbytes = next((r.nbytes for r in raws if r.key == key), sympy.Integer(0))
+            indicator = sympy.Mul(
+                *(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free)
+            )
+            total += indicator * nbytes
+        branches[outcome] = tidy_term(total)
+    distinct = list(dict.fromkeys(branches.values()))
+    if len(distinct) == 1:
+        return distinct[0]
+    pieces = []
+    for value in distinct[:-1]:
+        conditions = [
+            sympy.And(*(p if v else sympy.Not(p) for p, v in zip(predicates, outcome)))
+            for outcome, branch in branches.items()
+            if branch == value
+        ]
+        pieces.append((value, sympy.simplify_logic(sympy.Or(*conditions))))
+    return sympy.Piecewise(*pieces, (distinct[-1], True))
+
+
+def _dtype_text(by_amp: Mapping[int, set[str]]) -> str:
+    names = {amp: "|".join(sorted(d)) for amp, d in by_amp.items()}
+    if len(set(names.values())) == 1:
+        return next(iter(names.values()))
+    return f"{names.get(0, '-')} (fp32), {names.get(1, '-')} (AMP)"

@@ -1,0 +1,72 @@
+"""The symbols every memory term is written in.
+
+Sizes are positive integers. Switches are integers that take the values 0 and 1, so that a term
+like ``B*S*D*(4 - 2*AMP)`` stays one expression for both precisions.
+
+>>> from symmem.symbols import B, S, D, AMP
+>>> (B*S*D*(4 - 2*AMP)).subs({B: 2, S: 3, D: 4, AMP: 1})
+48
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import sympy
+
+__all__ = [
+    "AMP",
+    "B",
+    "BIAS",
+    "D",
+    "DROPOUT",
+    "L",
+    "LATEX_NAMES",
+    "NH",
+    "S",
+    "SIZES",
+    "SWITCHES",
+    "SYMBOLS",
+    "V",
+]
+
+
+def _size(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, positive=True, integer=True)
+
+
+def _switch(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, nonnegative=True, integer=True)
+
+
+B = _size("B")  #: batch size
+S = _size("S")  #: sequence length (nanoGPT's block_size: wpe has S rows)
+D = _size("D")  #: hidden size (n_embd)
+NH = _size("NH")  #: attention heads (n_head)
+V = _size("V")  #: vocabulary size
+L = _size("L")  #: transformer blocks (n_layer)
+
+AMP = _switch("AMP")  #: 1 under autocast mixed precision (16-bit compute), 0 in fp32
+DROPOUT = _switch("DROPOUT")  #: 1 when the dropout probability is above zero
+BIAS = _switch("BIAS")  #: 1 when Linear and LayerNorm layers have biases
+
+SIZES: tuple[sympy.Symbol, ...] = (B, S, D, NH, V, L)
+SWITCHES: tuple[sympy.Symbol, ...] = (AMP, DROPOUT, BIAS)
+
+#: Every symbol by its name, for ``parse_expr(text, local_dict=SYMBOLS)``.
+SYMBOLS = MappingProxyType({str(s): s for s in SIZES + SWITCHES})
+
+#: How each symbol prints in LaTeX (NH must not print as N times H).
+LATEX_NAMES = MappingProxyType(
+    {
+        B: "B",
+        S: "S",
+        D: "D",
+        NH: r"n_{\mathrm{head}}",
+        V: "V",
+        L: "L",
+        AMP: r"\mathrm{AMP}",
+        DROPOUT: r"\mathrm{DROPOUT}",
+        BIAS: r"\mathrm{BIAS}",
+    }
+)

@@ -1,0 +1,364 @@
+"""Measure what one nanoGPT training step really keeps, with PyTorch.
+
+:func:`measure` runs a forward pass of :class:`~symmem.validate.nanogpt.GPT` and walks the autograd
+graph it builds, reading every ``_saved_*`` field of every node. Saved tensors are grouped by
+storage (a view counts as its base's allocation, once), fp32 parameters are left out, and each
+storage is named the way symmem names its terms: after the first node (in creation order) that
+saves it, or ``idx``, ``targets``, ``logits`` for those tensors. A ``saved_tensors_hooks`` pass over
+the same forward records every packed storage as a cross-check. After ``backward`` and one AdamW
+step it also measures parameters, gradients and optimizer state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from symmem.config import Config
+from symmem.ops.graph import DEVICE, HOST, ROOT
+from symmem.report import CATEGORIES, TOTALS
+from symmem.validate.nanogpt import GPT, GPTConfig
+
+__all__ = ["Measurement", "MeasuredTerm", "measure"]
+
+_BLOCK = re.compile(r"^transformer\.h\.(\d+)(?=\.|$)")
+
+_BACKENDS = {
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "math": "MATH",
+}
+
+
+@dataclass(frozen=True)
+class MeasuredTerm:
+    """One measured term, summed over the blocks for a per-layer term.
+
+    Attributes:
+        name: Named as symmem names terms.
+        module: The module that made it, with ``*`` for the block index.
+        kind: Its category.
+        location: ``device`` or ``host``.
+        nbytes: Bytes, all blocks together.
+        per_block: Bytes of each block, for a per-layer term.
+        dtype: Element type.
+        shape: Shape of the first saved tensor.
+    """
+
+    name: str
+    module: str
+    kind: str
+    location: str
+    nbytes: int
+    per_block: tuple[int, ...] = ()
+    dtype: str = ""
+    shape: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.module)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Everything measured for one config.
+
+    Attributes:
+        config: The config.
+        device: ``cpu`` or ``cuda``.
+        attention: The attention backend forced (or ``default``).
+        torch_version: ``torch.__version__``.
+        terms: Measured terms.
+        totals: Measured bytes for each key of :data:`symmem.report.TOTALS`.
+        param_count: Number of parameters.
+        hook_bytes: Bytes of the distinct non-parameter storages ``saved_tensors_hooks`` packed
+            (must equal the graph walk's ``activations + loss + inputs`` plus host tensors).
+        peak_allocated: ``torch.cuda.max_memory_allocated()`` over the step (CUDA only).
+    """
+
+    config: Config
+    device: str
+    attention: str
+    torch_version: str
+    terms: tuple[MeasuredTerm, ...]
+    totals: dict[str, int]
+    param_count: int
+    hook_bytes: int
+    peak_allocated: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "attention": self.attention,
+            "torch": self.torch_version,
+            "param_count": self.param_count,
+            "totals": dict(self.totals),
+            "hook_bytes": self.hook_bytes,
+            "peak_allocated": self.peak_allocated,
+            "terms": [
+                {"name": t.name, "module": t.module, "kind": t.kind, "location": t.location,
+                 "bytes": t.nbytes, "dtype": t.dtype, "shape": list(t.shape)}
+                for t in self.terms
+            ],
+        }
+
+
+class _ModuleTagger(TorchFunctionMode):
+    """Tags every autograd node with the innermost module whose forward was running."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.stack = [ROOT]
+        self.owner: dict[Any, str] = {}
+        self.handles = []
+        for name, module in model.named_modules():
+            if not name:
+                continue
+            self.handles.append(module.register_forward_pre_hook(self._enter(name)))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: Any) -> None:
+            self.stack.append(name)
+
+        return hook
+
+    def _leave(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.stack.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for tensor in _tensors(out):
+            self._claim(tensor.grad_fn)
+        return out
+
+    def _claim(self, node: Any) -> None:
+        pending = [node]
+        while pending:
+            node = pending.pop()
+            if node is None or node in self.owner:
+                continue
+            self.owner[node] = self.stack[-1]
+            pending.extend(next_node for next_node, _ in node.next_functions)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    return (str(tensor.device), tensor.untyped_storage().data_ptr())
+
+
+def _graph_nodes(root: Any) -> list[Any]:
+    seen: set[Any] = set()
+    nodes = []
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        nodes.append(node)
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return sorted(nodes, key=lambda n: n._sequence_nr())
+
+
+def _saved_tensors(node: Any) -> list[tuple[str, torch.Tensor]]:
+    saved = []
+    for attr in sorted(dir(node)):
+        if not attr.startswith("_saved_"):
+            continue
+        try:
+            value = getattr(node, attr)
+        except RuntimeError:  # freed or not available
+            continue
+        for tensor in _tensors(value):
+            saved.append((attr.removeprefix("_saved_"), tensor))
+    return saved
+
+
+def _module_pattern(module: str) -> tuple[str, int | None]:
+    match = _BLOCK.match(module)
+    if match is None:
+        return module, None
+    return "transformer.h.*" + module[match.end():], int(match.group(1))
+
+
+def measure(
+    config: Config, *, device: str = "cpu", attention: str = "default", seed: int = 0
+) -> Measurement:
+    """Run one training step of nanoGPT for ``config`` and measure every term."""
+    config.require_complete()
+    assert config.B and config.S and config.D and config.NH and config.V and config.L
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    model = GPT(
+        GPTConfig(
+            block_size=config.S, vocab_size=config.V, n_layer=config.L, n_head=config.NH,
+            n_embd=config.D, dropout=0.1 if config.dropout else 0.0, bias=config.bias,
+        )
+    ).to(dev)
+    model.train()
+    optimizer = model.configure_optimizers(
+        weight_decay=0.1, learning_rate=6e-4, fused=True if dev.type == "cuda" else None
+    )
+    idx = torch.randint(0, config.V, (config.B, config.S), device=dev)
+    targets = torch.randint(0, config.V, (config.B, config.S), device=dev)
+    params = {_storage_key(p) for p in model.parameters()}
+
+    packed: dict[tuple[str, int], int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in params:
+            packed[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    tagger = _ModuleTagger(model)
+    autocast = (
+        torch.autocast(dev.type, dtype=torch.bfloat16) if config.amp else contextlib.nullcontext()
+    )
+    kernel = (
+        contextlib.nullcontext()
+        if attention == "default"
+        else torch.nn.attention.sdpa_kernel(getattr(torch.nn.attention.SDPBackend, _BACKENDS[attention]))
+    )
+    with kernel, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with autocast, tagger:
+            logits, loss = model(idx, targets)
+    tagger.remove()
+
+    terms = _saved_terms(loss.grad_fn, tagger.owner, params, dev, idx, targets, logits)
+    used_kernel = _kernel_used(terms)
+    hook_bytes = sum(packed.values())
+    loss.backward()
+    optimizer.step()
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
+    terms += _state_terms(model, optimizer, dev)
+    totals = _totals(terms, config.L)
+    param_count = sum(p.numel() for p in model.parameters())
+    return Measurement(
+        config, device, attention, torch.__version__, tuple(terms), totals, param_count,
+        hook_bytes, peak, {"kernel": used_kernel},
+    )
+
+
+def _saved_terms(
+    root: Any, owner: dict[Any, str], params: set[tuple[str, int]], dev: torch.device,
+    idx: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor,
+) -> list[MeasuredTerm]:
+    """One term per saved storage (named after its first saver) plus idx, targets and logits."""
+    labels = {
+        _storage_key(idx): ("idx", "inputs", ROOT, idx),
+        _storage_key(targets): ("targets", "inputs", ROOT, targets),
+        _storage_key(logits): ("logits", "logits", "lm_head", logits),
+    }
+    first: dict[tuple[str, int], tuple[str, str, torch.Tensor]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for node in _graph_nodes(root):
+        saved = _saved_tensors(node)
+        if not saved:
+            continue
+        module = owner.get(node, ROOT)
+        counts[(module, node.name())] = occurrence = counts.get((module, node.name()), 0) + 1
+        node_name = node.name() if occurrence == 1 else f"{node.name()}#{occurrence}"
+        new: dict[tuple[str, int], list[str]] = {}
+        for field_name, tensor in saved:
+            key = _storage_key(tensor)
+            if key in params or (key in first and key not in new):
+                continue
+            new.setdefault(key, []).append(field_name)
+            first.setdefault(key, (node_name, module, tensor))
+        for key, names in new.items():
+            first[key] = (f"{node_name}-{'/'.join(sorted(set(names)))}", module, first[key][2])
+    for key, (name, _, module, tensor) in labels.items():
+        first.setdefault(key, (name, module, tensor))
+    by_key: dict[tuple[str, str], dict[int | None, int]] = {}
+    meta: dict[tuple[str, str], tuple[str, str, torch.Tensor]] = {}
+    for key, (name, module, tensor) in first.items():
+        if key in labels:
+            name, kind, module, _ = labels[key]
+        else:
+            kind = "loss" if module == ROOT else "activations"
+        pattern, layer = _module_pattern(module)
+        sizes = by_key.setdefault((name, pattern), {})
+        sizes[layer] = sizes.get(layer, 0) + tensor.untyped_storage().nbytes()
+        meta.setdefault((name, pattern), (kind, DEVICE if tensor.device == dev else HOST, tensor))
+    terms = []
+    for (name, pattern), sizes in by_key.items():
+        kind, location, tensor = meta[(name, pattern)]
+        per_block = tuple(sizes[k] for k in sorted(k for k in sizes if k is not None))
+        terms.append(
+            MeasuredTerm(
+                name, pattern, kind, location, sum(sizes.values()), per_block,
+                str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape),
+            )
+        )
+    return terms
+
+
+def _kernel_used(terms: list[MeasuredTerm]) -> str:
+    names = {t.name.split("-")[0].split("#")[0] for t in terms}
+    for node, kernel in (
+        ("ScaledDotProductFlashAttentionForCpuBackward0", "flash"),
+        ("ScaledDotProductFlashAttentionBackward0", "flash"),
+        ("ScaledDotProductEfficientAttentionBackward0", "efficient"),
+        ("ScaledDotProductCudnnAttentionBackward0", "cudnn"),
+    ):
+        if node in names:
+            return kernel
+    return "math"
+
+
+def _state_terms(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, dev: torch.device
+) -> list[MeasuredTerm]:
+    sums: dict[tuple[str, str, str, str], int] = {}
+
+    def add(name: str, module: str, kind: str, tensor: torch.Tensor) -> None:
+        location = DEVICE if tensor.device == dev else HOST
+        key = (name, module, kind, location)
+        sums[key] = sums.get(key, 0) + tensor.untyped_storage().nbytes()
+
+    for pname, param in model.named_parameters():  # a tied weight is listed once
+        module = "transformer.h.*" if _BLOCK.match(pname) else "transformer"
+        add("parameters", module, "params", param)
+        if param.grad is not None:
+            add("gradients", module, "grads", param.grad)
+        for state_name, value in optimizer.state[param].items():
+            if isinstance(value, torch.Tensor):
+                add(f"AdamW-{state_name}", module, "optimizer", value)
+    return [MeasuredTerm(n, m, k, loc, b) for (n, m, k, loc), b in sums.items()]
+
+
+def _totals(terms: list[MeasuredTerm], layers: int) -> dict[str, int]:
+    totals = {key: 0 for key in TOTALS}
+    for term in terms:
+        if term.location == HOST:
+            totals["host"] += term.nbytes
+            continue
+        totals[term.kind] += term.nbytes
+        if term.kind == "activations" and term.per_block:
+            totals["block"] += term.per_block[0]
+    totals["total"] = sum(totals[k] for k in CATEGORIES)
+    return totals
