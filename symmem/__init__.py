@@ -3,7 +3,7 @@
 >>> from symmem import Config, build_report
 >>> report = build_report("cpu")
 >>> report.at(Config(B=2, S=40, D=64, NH=4, V=101, L=1)).totals["activations"]
-271936
+372160
 """
 
 from symmem.config import Config

@@ -31,20 +31,35 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "D=384 NH=4 V=8192 L=4, AMP and dropout on); sizes not given take its values.",
     )
     helps = {
-        "B": "batch size", "S": "sequence length", "D": "hidden size (n_embd)",
-        "NH": "attention heads", "V": "vocabulary size", "L": "transformer blocks",
+        "B": "batch size",
+        "S": "sequence length",
+        "D": "hidden size (n_embd)",
+        "NH": "attention heads",
+        "V": "vocabulary size",
+        "L": "transformer blocks",
     }
     for name in SIZE_NAMES:
         group.add_argument(f"--{name}", type=int, metavar="N", help=helps[name])
-    for name, text in (("amp", "autocast mixed precision (bfloat16)"),
-                       ("dropout", "dropout probability above zero"),
-                       ("bias", "biases in Linear and LayerNorm")):
-        group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
-                           help=text)
-    parser.add_argument("--platform", choices=tuple(PLATFORMS), default=None,
-                        help="PyTorch build whose rules apply (default: cuda)")
-    parser.add_argument("--attention", choices=_KERNELS, default="default",
-                        help="SDPA backend; default: the one PyTorch picks on the platform")
+    for name, text in (
+        ("amp", "autocast mixed precision (bfloat16)"),
+        ("dropout", "dropout probability above zero"),
+        ("bias", "biases in Linear and LayerNorm"),
+    ):
+        group.add_argument(
+            f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+    parser.add_argument(
+        "--platform",
+        choices=tuple(PLATFORMS),
+        default=None,
+        help="PyTorch build whose rules apply (default: cuda)",
+    )
+    parser.add_argument(
+        "--attention",
+        choices=_KERNELS,
+        default="default",
+        help="SDPA backend; default: the one PyTorch picks on the platform",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -58,7 +73,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     }
     for name in ("amp", "dropout", "bias"):
         flag = getattr(args, name)
-        values[name] = flag if flag is not None else (False if any_size else getattr(notebook, name))
+        values[name] = (
+            flag if flag is not None else (False if any_size else getattr(notebook, name))
+        )
     return Config(**values)
 
 
@@ -75,14 +92,19 @@ def _estimate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         raise SymmemError(
-            "symmem validate needs PyTorch: pip install 'symmem[torch]' (or pip install torch==2.13.0)"
+            "symmem validate needs PyTorch: pip install 'symmem[torch]' "
+            "(or pip install torch==2.13.0)"
         )
     from symmem.validate.run import run_validation
 
     config = config_from_args(args)
     return run_validation(
-        config, device=args.device, platform=args.platform, attention=args.attention,
-        as_json=args.json, max_bytes=args.max_bytes,
+        config,
+        device=args.device,
+        platform=args.platform,
+        attention=args.attention,
+        as_json=args.json,
+        max_bytes=args.max_bytes,
     )
 
 
@@ -96,11 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.set_defaults(run=_estimate)
     validate = sub.add_parser("validate", help="compare the estimate with PyTorch, term by term")
     _add_config_flags(validate)
-    validate.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                          help="where to run the measured step (default: cpu)")
-    validate.add_argument("--max-bytes", type=int, default=None, metavar="N",
-                          help="refuse configs whose estimate exceeds N bytes "
-                               "(default: half the free memory)")
+    validate.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to run the measured step (default: cpu)",
+    )
+    validate.add_argument(
+        "--max-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse configs whose estimate exceeds N bytes (default: half the free memory)",
+    )
     validate.set_defaults(run=_validate)
     return parser
 

@@ -14,7 +14,7 @@ import sympy
 from symmem.errors import ConfigError
 from symmem.symbols import AMP, BIAS, DROPOUT, SYMBOLS
 
-__all__ = ["Config", "SIZE_NAMES", "SWITCH_NAMES"]
+__all__ = ["SIZE_NAMES", "SWITCH_NAMES", "Config"]
 
 SIZE_NAMES = ("B", "S", "D", "NH", "V", "L")
 SWITCH_NAMES = ("amp", "dropout", "bias")

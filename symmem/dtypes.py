@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "BFLOAT16", "BOOL", "DEVICE", "DTYPES", "FLOAT16", "FLOAT32", "HOST", "INT64", "UINT64", "DType",
+    "BFLOAT16",
+    "BOOL",
+    "DEVICE",
+    "DTYPES",
+    "FLOAT16",
+    "FLOAT32",
+    "HOST",
+    "INT64",
+    "UINT64",
+    "DType",
 ]
 
 #: A tensor on the training device (the GPU; the CPU for CPU training).

@@ -20,7 +20,7 @@ class SymmemError(Exception):
 
 
 class ConfigError(SymmemError, ValueError):
-    """A size or switch is missing, of the wrong type, or out of range (e.g. D not divisible by NH)."""
+    """A size or switch is missing, of the wrong type or out of range (D not divisible by NH)."""
 
 
 class KernelError(SymmemError, ValueError):

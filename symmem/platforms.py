@@ -16,7 +16,7 @@ import sympy
 from symmem.dtypes import BFLOAT16, DEVICE, HOST, INT64, UINT64, DType
 from symmem.errors import KernelError
 
-__all__ = ["AttentionKernel", "PLATFORMS", "Platform", "RngField", "get_platform"]
+__all__ = ["PLATFORMS", "AttentionKernel", "Platform", "RngField", "get_platform"]
 
 
 def _unpadded(s: sympy.Expr) -> sympy.Expr:
@@ -25,7 +25,8 @@ def _unpadded(s: sympy.Expr) -> sympy.Expr:
 
 def _padded_to_32(s: sympy.Expr) -> sympy.Expr:
     # aten/src/ATen/native/transformers/cuda/attention.cu, _efficient_attention_forward:
-    # logsumexp is allocated as {B, NH, ceil_div(max_seqlen_q, kAlignLSE) * kAlignLSE}, kAlignLSE = 32.
+    # logsumexp is allocated as {B, NH, ceil_div(max_seqlen_q, kAlignLSE) * kAlignLSE},
+    # with kAlignLSE = 32.
     return sympy.ceiling(s / 32) * 32
 
 
@@ -125,7 +126,8 @@ class Platform:
         if requested not in self.kernels:
             allowed = ", ".join(["default", *self.kernels])
             raise KernelError(
-                f"attention kernel {requested!r} is not available on {self.name} (allowed: {allowed})"
+                f"attention kernel {requested!r} is not available on {self.name} "
+                f"(allowed: {allowed})"
             )
         kernel = self.kernels[requested]
         reason = kernel.refuses(amp=amp, dropout=dropout)
@@ -214,6 +216,4 @@ def get_platform(name: str) -> Platform:
     try:
         return PLATFORMS[name]
     except KeyError:
-        raise KernelError(
-            f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
-        ) from None
+        raise KernelError(f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})") from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from types import MappingProxyType
 
 import sympy
@@ -21,7 +21,16 @@ import sympy
 from symmem.config import Config
 from symmem.errors import ConfigError, KernelError
 from symmem.model.nanogpt import BLOCK, forward
-from symmem.ops.graph import DEVICE, HOST, ROOT, Save, Scenario, Storage, Trace, UndecidedPredicate
+from symmem.ops.graph import (
+    DEVICE,
+    HOST,
+    ROOT,
+    Save,
+    Scenario,
+    Storage,
+    Trace,
+    UndecidedPredicateError,
+)
 from symmem.platforms import AttentionKernel, Platform, get_platform
 from symmem.simplify import paper_form, tidy_term
 from symmem.symbols import AMP, BIAS, DROPOUT, L
@@ -101,7 +110,9 @@ class Report:
     def totals(self) -> Mapping[str, sympy.Expr]:
         """Every key of :data:`TOTALS` as a simplified expression."""
         device = [t for t in self.terms if t.location == DEVICE]
-        sums = {k: sum((t.formula for t in device if t.kind == k), sympy.Integer(0)) for k in CATEGORIES}
+        sums = {
+            k: sum((t.formula for t in device if t.kind == k), sympy.Integer(0)) for k in CATEGORIES
+        }
         block = [t for t in device if t.per_layer and t.kind == "activations"]
         raw = {
             "block": sum((t.layer_formula for t in block), sympy.Integer(0)),
@@ -177,7 +188,7 @@ def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> in
 # -- building ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def build_report(platform: str = "cuda", attention: str = "default") -> Report:
     """The report of ``platform`` with ``attention`` (a kernel name or ``default``); cached."""
     plat = get_platform(platform)
@@ -214,7 +225,7 @@ def _explore(
         trace = Trace(platform, kernel, scenario)
         try:
             forward(trace)
-        except UndecidedPredicate as ask:
+        except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
         yield scenario, trace
@@ -266,7 +277,13 @@ def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
         name, module = f"{first.node_name}-{'/'.join(fields)}", first.module
         kind = "loss" if module == ROOT else "activations"
     return _Raw(
-        name, module, kind, storage.location, storage.dtype.name, _shape(shape), saved_by,
+        name,
+        module,
+        kind,
+        storage.location,
+        storage.dtype.name,
+        _shape(shape),
+        saved_by,
         storage.nbytes,
     )
 
@@ -287,8 +304,16 @@ def _state_terms(trace: Trace) -> list[_Raw]:
         ):
             raws.append(_Raw(name, module, kind, DEVICE, "float32", count, (), 4 * numel))
         raws.append(
-            _Raw("AdamW-step", module, "optimizer", step_location, "float32", count, (),
-                 sympy.Integer(4 * len(params)))
+            _Raw(
+                "AdamW-step",
+                module,
+                "optimizer",
+                step_location,
+                "float32",
+                count,
+                (),
+                sympy.Integer(4 * len(params)),
+            )
         )
     return raws
 
@@ -325,9 +350,15 @@ def _combine(
         formula = _formula(key, runs, free, predicates)
         terms.append(
             Term(
-                name=raw.name, module=raw.module, kind=raw.kind, per_layer=_in_block(raw.module),
-                layer_formula=formula, location=raw.location, dtype=_dtype_text(dtypes[key]),
-                shape=raw.shape, saved_by=tuple(saved_by[key]),
+                name=raw.name,
+                module=raw.module,
+                kind=raw.kind,
+                per_layer=_in_block(raw.module),
+                layer_formula=formula,
+                location=raw.location,
+                dtype=_dtype_text(dtypes[key]),
+                shape=raw.shape,
+                saved_by=tuple(saved_by[key]),
             )
         )
     return terms
@@ -344,12 +375,13 @@ def _formula(
     for outcome in itertools.product((True, False), repeat=len(predicates)):
         total = sympy.Integer(0)
         for combo, scenario, raws in runs:
-            if any(scenario.decided(p) not in (None, v) for p, v in zip(predicates, outcome)):
+            if any(
+                scenario.decided(p) not in (None, v)
+                for p, v in zip(predicates, outcome, strict=True)
+            ):
                 continue
             nbytes = next((r.nbytes for r in raws if r.key == key), sympy.Integer(0))
-            indicator = sympy.Mul(
-                *(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free)
-            )
+            indicator = sympy.Mul(*(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free))
             total += indicator * nbytes
         branches[outcome] = tidy_term(total)
     distinct = list(dict.fromkeys(branches.values()))
@@ -358,7 +390,7 @@ def _formula(
     pieces = []
     for value in distinct[:-1]:
         conditions = [
-            sympy.And(*(p if v else sympy.Not(p) for p, v in zip(predicates, outcome)))
+            sympy.And(*(p if v else sympy.Not(p) for p, v in zip(predicates, outcome, strict=True)))
             for outcome, branch in branches.items()
             if branch == value
         ]

@@ -16,17 +16,17 @@ import sympy
 
 __all__ = [
     "AMP",
-    "B",
     "BIAS",
-    "D",
     "DROPOUT",
-    "L",
     "LATEX_NAMES",
     "NH",
-    "S",
     "SIZES",
     "SWITCHES",
     "SYMBOLS",
+    "B",
+    "D",
+    "L",
+    "S",
     "V",
 ]
 

@@ -33,8 +33,15 @@ def test_partial_config_stays_symbolic_and_says_what_is_missing():
 
 def test_notebook_config_is_calc_all():
     assert Config.notebook().as_dict() == {
-        "B": 24, "S": 1024, "D": 384, "NH": 4, "V": 8192, "L": 4,
-        "amp": True, "dropout": True, "bias": False,
+        "B": 24,
+        "S": 1024,
+        "D": 384,
+        "NH": 4,
+        "V": 8192,
+        "L": 4,
+        "amp": True,
+        "dropout": True,
+        "bias": False,
     }
 
 

@@ -32,9 +32,10 @@ def _cases():
         if attention == "flash" and dropout:
             continue  # the CPU flash kernel has no dropout; tested as an error below
         yield pytest.param(
-            Config(**shape, amp=amp, dropout=dropout, bias=bias), attention,
+            Config(**shape, amp=amp, dropout=dropout, bias=bias),
+            attention,
             id=f"{'-'.join(f'{k}{v}' for k, v in shape.items())}-amp{int(amp)}"
-               f"-drop{int(dropout)}-bias{int(bias)}-{attention}",
+            f"-drop{int(dropout)}-bias{int(bias)}-{attention}",
         )
 
 
@@ -63,9 +64,16 @@ def test_cpu_terms_equal_measurement(config, attention):
 @needs_torch
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    B=st.integers(1, 3), S=st.integers(1, 70), head=st.integers(1, 20), NH=st.integers(1, 4),
-    V=st.integers(2, 130), L=st.integers(1, 3), amp=st.booleans(), dropout=st.booleans(),
-    bias=st.booleans(), attention=st.sampled_from(["default", "flash", "math"]),
+    B=st.integers(1, 3),
+    S=st.integers(1, 70),
+    head=st.integers(1, 20),
+    NH=st.integers(1, 4),
+    V=st.integers(2, 130),
+    L=st.integers(1, 3),
+    amp=st.booleans(),
+    dropout=st.booleans(),
+    bias=st.booleans(),
+    attention=st.sampled_from(["default", "flash", "math"]),
 )
 def test_random_small_configs_match(B, S, head, NH, V, L, amp, dropout, bias, attention):
     config = Config(B=B, S=S, D=head * NH, NH=NH, V=V, L=L, amp=amp, dropout=dropout, bias=bias)
@@ -80,4 +88,6 @@ def test_random_small_configs_match(B, S, head, NH, V, L, amp, dropout, bias, at
 @pytest.mark.parametrize("amp", [False, True])
 def test_gpt2_small_shape_matches(amp):
     """GPT-2 small's width and heads (D=768, NH=12, V=50257) at a short length, 2 blocks."""
-    _check(Config(B=1, S=64, D=768, NH=12, V=50257, L=2, amp=amp, dropout=True, bias=True), "default")
+    _check(
+        Config(B=1, S=64, D=768, NH=12, V=50257, L=2, amp=amp, dropout=True, bias=True), "default"
+    )

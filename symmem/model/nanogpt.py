@@ -11,7 +11,7 @@ from __future__ import annotations
 from symmem import ops
 from symmem.dtypes import INT64
 from symmem.ops import Tensor, Trace
-from symmem.symbols import B, D, NH, S, V
+from symmem.symbols import NH, B, D, S, V
 
 __all__ = ["BLOCK", "forward"]
 
@@ -57,9 +57,7 @@ def attention(t: Trace, x: Tensor) -> Tensor:
     with t.module("c_attn"):
         qkv = linear(t, x, D, 3 * D)
     hs = D / NH
-    q, k, v = (
-        qkv.slice_last(D).view(B, S, NH, hs).transpose(1, 2) for _ in range(3)
-    )
+    q, k, v = (qkv.slice_last(D).view(B, S, NH, hs).transpose(1, 2) for _ in range(3))
     y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
     y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
     with t.module("c_proj"):

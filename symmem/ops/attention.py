@@ -30,10 +30,10 @@ def scaled_dot_product_attention(
     q, k, v = (autocast_input(t, x) for x in (q, k, v))
     if kernel.node is None:
         return _math(t, q, k, v)
-    return _fused(t, q, k, v, kernel)
+    return _fused(t, q, k, v, kernel.node, kernel)
 
 
-def _fused(t: Trace, q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -> Tensor:
+def _fused(t: Trace, q: Tensor, k: Tensor, v: Tensor, node: str, kernel: AttentionKernel) -> Tensor:
     """One fused kernel: saves q, k, v, its output, the logsumexp rows and any RNG state.
 
     The output is allocated as (B, S, NH, hs) and returned transposed, so nanoGPT's
@@ -45,7 +45,7 @@ def _fused(t: Trace, q: Tensor, k: Tensor, v: Tensor, kernel: AttentionKernel) -
     lse = t.new((b, nh, kernel.lse_length(s)), FLOAT32)
     rng = {f.field: t.new(f.shape, f.dtype, location=f.location) for f in kernel.rng}
     saved = {"query": q, "key": k, "value": v, "output": out, kernel.lse_field: lse}
-    t.save(kernel.node, saved | rng)
+    t.save(node, saved | rng)
     return out
 
 

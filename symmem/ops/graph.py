@@ -13,7 +13,7 @@ expressions in which the switches are symbols again.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from symmem.ops.nodes import NODES
 if TYPE_CHECKING:
     from symmem.platforms import AttentionKernel, Platform
 
-__all__ = ["Param", "Save", "Scenario", "Storage", "Tensor", "Trace", "UndecidedPredicate"]
+__all__ = ["Param", "Save", "Scenario", "Storage", "Tensor", "Trace", "UndecidedPredicateError"]
 
 Shape = tuple[sympy.Expr, ...]
 
@@ -46,10 +46,15 @@ class Storage:
             ``param``), else ``None``.
     """
 
-    __slots__ = ("shape", "dtype", "location", "module", "label", "kind")
+    __slots__ = ("dtype", "kind", "label", "location", "module", "shape")
 
     def __init__(
-        self, shape: Shape, dtype: DType, location: str, module: str, label: str | None,
+        self,
+        shape: Shape,
+        dtype: DType,
+        location: str,
+        module: str,
+        label: str | None,
         kind: str | None,
     ) -> None:
         self.shape = shape
@@ -100,7 +105,9 @@ class Tensor:
 
     def view(self, *shape: sympy.Expr | int) -> Tensor:
         """``view``/``split``-style reshaping over the same storage, in row-major order."""
-        return Tensor(tuple(sympy.sympify(s) for s in shape), self.dtype, self.storage, (), self.dense)
+        return Tensor(
+            tuple(sympy.sympify(s) for s in shape), self.dtype, self.storage, (), self.dense
+        )
 
     def slice_last(self, size: sympy.Expr) -> Tensor:
         """One piece of ``split(size, dim=-1)``: a view with gaps between its rows."""
@@ -185,10 +192,10 @@ class Scenario:
         return None
 
     def deciding(self, predicate: sympy.Basic, value: bool) -> Scenario:
-        return Scenario(self.amp, self.dropout, self.bias, self.decisions + ((predicate, value),))
+        return Scenario(self.amp, self.dropout, self.bias, (*self.decisions, (predicate, value)))
 
 
-class UndecidedPredicate(Exception):
+class UndecidedPredicateError(Exception):
     """Raised inside a trace when an op asks about a predicate the scenario has not decided."""
 
     def __init__(self, predicate: sympy.Basic):
@@ -241,13 +248,18 @@ class Trace:
         """Whether a size predicate holds in this scenario (see :class:`Scenario`)."""
         value = self.scenario.decided(predicate)
         if value is None:
-            raise UndecidedPredicate(predicate)
+            raise UndecidedPredicateError(predicate)
         return value
 
     # -- allocation ----------------------------------------------------------------------------
     def new(
-        self, shape: tuple[sympy.Expr | int, ...], dtype: DType, *, location: str = DEVICE,
-        label: str | None = None, kind: str | None = None,
+        self,
+        shape: tuple[sympy.Expr | int, ...],
+        dtype: DType,
+        *,
+        location: str = DEVICE,
+        label: str | None = None,
+        kind: str | None = None,
     ) -> Tensor:
         """A fresh allocation (an op's output)."""
         exprs = tuple(sympy.sympify(s) for s in shape)
@@ -295,7 +307,7 @@ class Trace:
         return copy
 
     # -- autograd ------------------------------------------------------------------------------
-    def save(self, node: str, saved: dict[str, Tensor | None]) -> None:
+    def save(self, node: str, saved: Mapping[str, Tensor | None]) -> None:
         """Record the tensors ``node`` saves, by field name (``None`` for an absent field)."""
         known = NODES.get(node)
         if known is None:

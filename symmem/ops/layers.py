@@ -114,7 +114,5 @@ def cross_entropy(t: Trace, logits: Tensor, targets: Tensor) -> Tensor:
     t.save("LogSoftmaxBackward0", {"result": log_probs})
     nll_input = t.cast(log_probs, FLOAT32) if t.amp else log_probs
     total_weight = t.new((), FLOAT32)
-    t.save(
-        "NllLossBackward0", {"self": nll_input, "target": targets, "total_weight": total_weight}
-    )
+    t.save("NllLossBackward0", {"self": nll_input, "target": targets, "total_weight": total_weight})
     return t.new((), FLOAT32)

@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 __all__ = ["NODES"]
 
+# fmt: off
 NODES = MappingProxyType(
     {
         # node                                            tensor fields it can save
@@ -34,3 +35,4 @@ NODES = MappingProxyType(
         "NllLossBackward0":                               ("self", "target", "total_weight"),
     }
 )
+# fmt: on

@@ -18,10 +18,12 @@ __all__ = ["Comparison", "Row", "assert_matches", "compare"]
 
 
 class _MeasuredTerm(Protocol):
-    name: str
-    module: str
-    kind: str
-    nbytes: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def module(self) -> str: ...
+    @property
+    def nbytes(self) -> int: ...
 
 
 class _Measurement(Protocol):
@@ -78,12 +80,26 @@ class Comparison:
         lines = [header]
         for row in self.rows:
             mark = "" if row.ok else "<-- differs"
-            lines.append((row.name, row.module, _cell(row.predicted), _cell(row.measured), mark))
+            count = row.name == "param_count"
+            lines.append(
+                (
+                    row.name,
+                    row.module,
+                    _cell(row.predicted, count),
+                    _cell(row.measured, count),
+                    mark,
+                )
+            )
         widths = [max(len(line[i]) for line in lines) for i in range(4)]
         out = []
         for line in lines:
-            cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1]),
-                     line[2].rjust(widths[2]), line[3].rjust(widths[3]), line[4]]
+            cells = [
+                line[0].ljust(widths[0]),
+                line[1].ljust(widths[1]),
+                line[2].rjust(widths[2]),
+                line[3].rjust(widths[3]),
+                line[4],
+            ]
             out.append("  ".join(cells).rstrip())
         return "\n".join(out)
 
@@ -91,14 +107,21 @@ class Comparison:
         return {
             "match": self.match,
             "differences": [
-                {"name": r.name, "module": r.module, "predicted": r.predicted, "measured": r.measured}
+                {
+                    "name": r.name,
+                    "module": r.module,
+                    "predicted": r.predicted,
+                    "measured": r.measured,
+                }
                 for r in self.differences()
             ],
         }
 
 
-def _cell(value: int | None) -> str:
-    return "-" if value is None else f"{value:,} ({format_bytes(value)})"
+def _cell(value: int | None, count: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if count else f"{value:,} ({format_bytes(value)})"
 
 
 def compare(estimate: Estimate, measurement: _Measurement) -> Comparison:
@@ -107,9 +130,10 @@ def compare(estimate: Estimate, measurement: _Measurement) -> Comparison:
     measured = {(t.name, t.module): t.nbytes for t in measurement.terms}
     keys = list(dict.fromkeys([*predicted, *measured]))
     terms = tuple(Row(n, m, predicted.get((n, m)), measured.get((n, m))) for n, m in keys)
-    totals = tuple(
-        Row(f"total: {k}", "", estimate.totals[k], measurement.totals.get(k)) for k in TOTALS
-    ) + (Row("param_count", "", estimate.param_count, measurement.param_count),)
+    totals = (
+        *(Row(f"total: {k}", "", estimate.totals[k], measurement.totals.get(k)) for k in TOTALS),
+        Row("param_count", "", estimate.param_count, measurement.param_count),
+    )
     return Comparison(terms, totals)
 
 
@@ -120,17 +144,19 @@ def assert_matches(estimate: Estimate, measurement: _Measurement) -> None:
     >>> from types import SimpleNamespace
     >>> estimate = build_report("cpu").at(Config(B=1, S=4, D=8, NH=2, V=16, L=1))
     >>> fake = SimpleNamespace(terms=[], totals=dict(estimate.totals), param_count=0)
-    >>> assert_matches(estimate, fake)
+    >>> assert_matches(estimate, fake)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    AssertionError: prediction and measurement differ in 22 rows:
+    AssertionError: prediction and measurement differ in ... rows:
     idx (GPT.forward): predicted 32, measured None
     ...
+    param_count: predicted 952, measured 0
     """
     differences = compare(estimate, measurement).differences()
     if differences:
         lines = [
-            f"{r.name}{f' ({r.module})' if r.module else ''}: predicted {r.predicted}, measured {r.measured}"
+            f"{r.name}{f' ({r.module})' if r.module else ''}: "
+            f"predicted {r.predicted}, measured {r.measured}"
             for r in differences
         ]
         raise AssertionError(

@@ -25,7 +25,7 @@ from symmem.ops.graph import DEVICE, HOST, ROOT
 from symmem.report import CATEGORIES, TOTALS
 from symmem.validate.nanogpt import GPT, GPTConfig
 
-__all__ = ["Measurement", "MeasuredTerm", "measure"]
+__all__ = ["MeasuredTerm", "Measurement", "measure"]
 
 _BLOCK = re.compile(r"^transformer\.h\.(\d+)(?=\.|$)")
 
@@ -104,8 +104,15 @@ class Measurement:
             "hook_bytes": self.hook_bytes,
             "peak_allocated": self.peak_allocated,
             "terms": [
-                {"name": t.name, "module": t.module, "kind": t.kind, "location": t.location,
-                 "bytes": t.nbytes, "dtype": t.dtype, "shape": list(t.shape)}
+                {
+                    "name": t.name,
+                    "module": t.module,
+                    "kind": t.kind,
+                    "location": t.location,
+                    "bytes": t.nbytes,
+                    "dtype": t.dtype,
+                    "shape": list(t.shape),
+                }
                 for t in self.terms
             ],
         }
@@ -198,7 +205,7 @@ def _module_pattern(module: str) -> tuple[str, int | None]:
     match = _BLOCK.match(module)
     if match is None:
         return module, None
-    return "transformer.h.*" + module[match.end():], int(match.group(1))
+    return "transformer.h.*" + module[match.end() :], int(match.group(1))
 
 
 def measure(
@@ -211,8 +218,13 @@ def measure(
     dev = torch.device(device)
     model = GPT(
         GPTConfig(
-            block_size=config.S, vocab_size=config.V, n_layer=config.L, n_head=config.NH,
-            n_embd=config.D, dropout=0.1 if config.dropout else 0.0, bias=config.bias,
+            block_size=config.S,
+            vocab_size=config.V,
+            n_layer=config.L,
+            n_head=config.NH,
+            n_embd=config.D,
+            dropout=0.1 if config.dropout else 0.0,
+            bias=config.bias,
         )
     ).to(dev)
     model.train()
@@ -241,11 +253,12 @@ def measure(
     kernel = (
         contextlib.nullcontext()
         if attention == "default"
-        else torch.nn.attention.sdpa_kernel(getattr(torch.nn.attention.SDPBackend, _BACKENDS[attention]))
+        else torch.nn.attention.sdpa_kernel(
+            getattr(torch.nn.attention.SDPBackend, _BACKENDS[attention])
+        )
     )
-    with kernel, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with autocast, tagger:
-            logits, loss = model(idx, targets)
+    with kernel, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast, tagger:
+        logits, loss = model(idx, targets)
     tagger.remove()
 
     terms = _saved_terms(loss.grad_fn, tagger.owner, params, dev, idx, targets, logits)
@@ -258,14 +271,27 @@ def measure(
     totals = _totals(terms, config.L)
     param_count = sum(p.numel() for p in model.parameters())
     return Measurement(
-        config, device, attention, torch.__version__, tuple(terms), totals, param_count,
-        hook_bytes, peak, {"kernel": used_kernel},
+        config,
+        device,
+        attention,
+        torch.__version__,
+        tuple(terms),
+        totals,
+        param_count,
+        hook_bytes,
+        peak,
+        {"kernel": used_kernel},
     )
 
 
 def _saved_terms(
-    root: Any, owner: dict[Any, str], params: set[tuple[str, int]], dev: torch.device,
-    idx: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor,
+    root: Any,
+    owner: dict[Any, str],
+    params: set[tuple[str, int]],
+    dev: torch.device,
+    idx: torch.Tensor,
+    targets: torch.Tensor,
+    logits: torch.Tensor,
 ) -> list[MeasuredTerm]:
     """One term per saved storage (named after its first saver) plus idx, targets and logits."""
     labels = {
@@ -310,8 +336,14 @@ def _saved_terms(
         per_block = tuple(sizes[k] for k in sorted(k for k in sizes if k is not None))
         terms.append(
             MeasuredTerm(
-                name, pattern, kind, location, sum(sizes.values()), per_block,
-                str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape),
+                name,
+                pattern,
+                kind,
+                location,
+                sum(sizes.values()),
+                per_block,
+                str(tensor.dtype).removeprefix("torch."),
+                tuple(tensor.shape),
             )
         )
     return terms

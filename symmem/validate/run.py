@@ -61,7 +61,12 @@ def check_torch_version(platform: str) -> str | None:
 
 
 def run_validation(
-    config: Config, *, device: str, platform: str | None, attention: str, as_json: bool,
+    config: Config,
+    *,
+    device: str,
+    platform: str | None,
+    attention: str,
+    as_json: bool,
     max_bytes: int | None,
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise."""
@@ -82,15 +87,25 @@ def run_validation(
         measurement = measure(config, device=device, attention=attention)
     comparison = compare(estimate, measurement)
     if as_json:
-        print(json.dumps({
-            **comparison.as_dict(),
-            "predicted": estimate_dict(estimate),
-            "measured": measurement.as_dict(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    **comparison.as_dict(),
+                    "predicted": estimate_dict(estimate),
+                    "measured": measurement.as_dict(),
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"symmem validate: {platform}, attention {estimate.kernel}, torch "
-              f"{measurement.torch_version}")
+        print(
+            f"symmem validate: {platform}, attention {estimate.kernel}, torch "
+            f"{measurement.torch_version}"
+        )
         print(comparison.table())
-        print("MATCH: every term and total equal" if comparison.match
-              else f"DIFFERS in {len(comparison.differences())} rows")
+        print(
+            "MATCH: every term and total equal"
+            if comparison.match
+            else f"DIFFERS in {len(comparison.differences())} rows"
+        )
     return 0 if comparison.match else 1

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from symmem import Config, build_report
+from symmem.cli import main
+from tests.conftest import needs_torch
+
+SMALL = ["--B", "2", "--S", "17", "--D", "24", "--NH", "3", "--V", "50", "--L", "2"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_default_estimate_is_the_notebook_config(capsys):
+    status, out, _ = run(capsys, "estimate", "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert set(data) >= {"config", "platform", "attention", "param_count", "terms", "totals"}
+    assert data["config"] == Config.notebook().as_dict()
+    assert (data["platform"], data["attention"]) == ("cuda", "efficient")
+    expected = build_report("cuda").at(Config.notebook())
+    assert data["totals"] == dict(expected.totals)
+    assert set(data["totals"]) >= {
+        "block",
+        "activations",
+        "loss",
+        "inputs",
+        "logits",
+        "params",
+        "grads",
+        "optimizer",
+        "total",
+    }
+    term = data["terms"][0]
+    assert set(term) >= {"name", "module", "kind", "per_layer", "formula", "bytes"}
+    # Terms add up to the totals; per-layer terms are whole-model bytes.
+    for kind in ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer"):
+        assert (
+            sum(
+                t["bytes"] for t in data["terms"] if t["kind"] == kind and t["location"] == "device"
+            )
+            == data["totals"][kind]
+        )
+    total = sum(
+        data["totals"][k]
+        for k in ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
+    )
+    assert data["totals"]["total"] == total
+
+
+def test_size_flags_turn_switches_off_unless_asked(capsys):
+    status, out, _ = run(capsys, "estimate", *SMALL, "--json")
+    assert status == 0
+    assert json.loads(out)["config"] | {} == {
+        **dict(zip(["B", "S", "D", "NH", "V", "L"], [2, 17, 24, 3, 50, 2], strict=True)),
+        "amp": False,
+        "dropout": False,
+        "bias": False,
+    }
+    status, out, _ = run(capsys, "estimate", *SMALL, "--amp", "--bias", "--json")
+    assert json.loads(out)["config"]["amp"] is True
+
+
+def test_text_table_lists_terms_and_totals(capsys):
+    status, out, _ = run(capsys, "estimate", *SMALL, "--platform", "cpu", "--dropout")
+    assert status == 0
+    assert "NativeLayerNormBackward0-input" in out and "total: peak" not in out
+    assert "attention math (from 'default')" in out
+    assert "total: activations" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--B", "0"], "B must be positive, got 0"),
+        (["--L", "-2"], "L must be positive, got -2"),
+        (["--D", "10", "--NH", "3"], "D=10 is not divisible by NH=3"),
+        (
+            ["--platform", "cpu", "--attention", "efficient"],
+            "attention kernel 'efficient' is not available on cpu (allowed: default, flash, math)",
+        ),
+        (["--attention", "flash", "--no-amp"], "flash attention needs 16-bit inputs"),
+        (["--platform", "cpu", "--attention", "flash"], "flash attention cannot apply dropout"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(capsys, argv, message):
+    status, out, err = run(capsys, "estimate", *argv)
+    assert status == 2
+    assert message in err and "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize("argv", [["--B", "2.5"], ["--platform", "tpu"], ["--attention", "fast"]])
+def test_argparse_rejections_exit_2(argv):
+    with pytest.raises(SystemExit) as info:
+        main(["estimate", *argv])
+    assert info.value.code == 2
+
+
+def test_validate_without_torch_says_how_to_install(capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    status, _, err = run(capsys, "validate", *SMALL)
+    assert status == 2
+    assert "pip install 'symmem[torch]'" in err
+
+
+@needs_torch
+def test_validate_small_config_matches(capsys):
+    status, out, _ = run(capsys, "validate", *SMALL, "--amp", "--dropout", "--bias", "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["match"] is True and data["differences"] == []
+    assert data["measured"]["totals"] == data["predicted"]["totals"]
+    assert data["measured"]["param_count"] == data["predicted"]["param_count"]
+
+
+@needs_torch
+def test_validate_text_marks_nothing_when_all_match(capsys):
+    status, out, _ = run(capsys, "validate", *SMALL, "--attention", "math")
+    assert status == 0
+    assert "MATCH" in out and "<-- differs" not in out
+
+
+@needs_torch
+def test_validate_refuses_a_config_too_large_to_run(capsys):
+    status, _, err = run(capsys, "validate", "--platform", "cpu", "--max-bytes", "1000000")
+    assert status == 2
+    assert "needs about" in err and "--max-bytes" in err
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "symmem.cli", "estimate", *SMALL],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "total: total" in result.stdout
