@@ -91,3 +91,22 @@ def test_gpt2_small_shape_matches(amp):
     _check(
         Config(B=1, S=64, D=768, NH=12, V=50257, L=2, amp=amp, dropout=True, bias=True), "default"
     )
+
+
+def test_pytorch_also_refuses_flash_with_dropout_on_cpu():
+    from symmem.validate.measure import measure
+
+    config = Config(B=1, S=8, D=16, NH=2, V=10, L=1, dropout=True)
+    with pytest.raises(KernelError):
+        build_report("cpu", "flash").at(config)
+    with pytest.raises(RuntimeError):
+        measure(config, device="cpu", attention="flash")
+
+
+def test_check_script_quick_grid_on_cpu(tmp_path):
+    from symmem.validate.cuda_check import main
+
+    assert main(["--device", "cpu", "--grid", "quick", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 8 * 3  # shapes x switch combinations x (default, flash, math)
+    assert "| match |" in (tmp_path / "summary.md").read_text()
