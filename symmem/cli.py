@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from symmem.config import SIZE_NAMES, Config
-from symmem.errors import SymmemError
+from symmem.errors import ConfigError, SymmemError
 from symmem.platforms import PLATFORMS
 from symmem.render.json import estimate_dict
 from symmem.render.text import estimate_table
 from symmem.report import build_report
+from symmem.solve import SOLVABLE, largest
 
 __all__ = ["main"]
 
@@ -63,13 +64,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config the flags describe (notebook values for what they leave out)."""
+def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Config:
+    """The config the flags describe (notebook values for what they leave out but ``solved``)."""
     notebook = Config.notebook()
     sizes = {name: getattr(args, name) for name in SIZE_NAMES}
+    if solved is not None and sizes[solved] is not None:
+        raise ConfigError(f"--{solved} is the symbol solved for: leave it out")
     any_size = any(v is not None for v in sizes.values())
     values: dict[str, Any] = {
-        name: notebook.sizes()[name] if value is None else value for name, value in sizes.items()
+        name: notebook.sizes()[name] if value is None and name != solved else value
+        for name, value in sizes.items()
     }
     for name in ("amp", "dropout", "bias"):
         flag = getattr(args, name)
@@ -86,6 +90,40 @@ def _estimate(args: argparse.Namespace) -> int:
         print(json.dumps(estimate_dict(estimate), indent=2))
     else:
         print(estimate_table(estimate))
+    return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    config = config_from_args(args, solved=args.solve_for)
+    report = build_report(args.platform or "cuda", args.attention)
+    solution = largest(
+        report,
+        config,
+        args.solve_for,
+        args.budget,
+        multiple_of=args.multiple_of,
+        upper=args.max,
+        quantity=args.quantity,
+    )
+    if args.json:
+        data = {
+            **solution.as_dict(),
+            "platform": report.platform.name,
+            "attention": report.kernel_for(solution.config),
+        }
+        print(json.dumps(data, indent=2))
+    else:
+        print(solution)
+        if solution.limited_by != "budget":
+            print(f"(limited by the {solution.limited_by} {args.max})")
+        if solution.closed_form is not None:
+            print(f"closed form: {args.solve_for} = {solution.closed_form}")
+            print(f"  = {solution.closed_form_value} at this config, M = {solution.budget_bytes}")
+        else:
+            print(
+                f"no closed form: memory steps in {args.solve_for} (a padded length); "
+                "the answer was found by exact search"
+            )
     return 0
 
 
@@ -116,6 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = sub.add_parser("estimate", help="every memory term, its formula and its bytes")
     _add_config_flags(estimate)
     estimate.set_defaults(run=_estimate)
+    solve = sub.add_parser("solve", help="the largest B, S or L whose memory fits a budget")
+    solve.add_argument(
+        "--for", dest="solve_for", choices=SOLVABLE, required=True, help="the symbol to solve for"
+    )
+    solve.add_argument(
+        "--budget", required=True, help="bytes, or a number with a unit: 80GB, 80GiB, 1.5e10"
+    )
+    solve.add_argument(
+        "--multiple-of",
+        type=int,
+        default=1,
+        metavar="K",
+        help="only multiples of K are allowed (default 1)",
+    )
+    solve.add_argument(
+        "--max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="upper bound for the answer (e.g. the model's context for S)",
+    )
+    solve.add_argument(
+        "--quantity",
+        default="total",
+        help="what must fit: a total (default: total) or a sum like activations+loss",
+    )
+    _add_config_flags(solve)
+    solve.set_defaults(run=_solve)
     validate = sub.add_parser("validate", help="compare the estimate with PyTorch, term by term")
     _add_config_flags(validate)
     validate.add_argument(
@@ -144,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymmemError as error:
         print(f"symmem: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: nothing more to say
+        sys.stderr.close()
+        return 0
     return status
 
 

@@ -148,3 +148,52 @@ def test_console_script_runs_as_a_module():
     )
     assert result.returncode == 0, result.stderr
     assert "total: total" in result.stdout
+
+
+def test_solve_json(capsys):
+    status, out, _ = run(
+        capsys,
+        "solve",
+        "--for",
+        "B",
+        "--budget",
+        "80GiB",
+        "--D",
+        "1600",
+        "--NH",
+        "25",
+        "--L",
+        "48",
+        "--V",
+        "50257",
+        "--S",
+        "1024",
+        "--amp",
+        "--json",
+    )
+    assert status == 0
+    data = json.loads(out)
+    assert set(data) >= {
+        "symbol",
+        "value",
+        "budget_bytes",
+        "bytes_at_value",
+        "bytes_at_next",
+        "closed_form",
+    }
+    assert data["symbol"] == "B" and data["budget_bytes"] == 80 * 2**30
+    assert data["bytes_at_value"] <= data["budget_bytes"] < data["bytes_at_next"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--for", "B", "--budget", "1MB"], "nothing fits"),
+        (["--for", "B", "--budget=-5GB"], "cannot read a byte count"),
+        (["--for", "B", "--budget", "1GB", "--B", "3"], "--B is the symbol solved for"),
+        (["--for", "S", "--budget", "1GB", "--quantity", "nope"], "unknown quantity"),
+    ],
+)
+def test_solve_bad_input_exits_2(capsys, argv, message):
+    status, _, err = run(capsys, "solve", *argv)
+    assert status == 2 and message in err

@@ -1,0 +1,321 @@
+"""Inverse sizing: the largest batch, sequence length or depth whose memory fits a budget.
+
+The answer is exact: memory at the answer fits the budget and memory at the next allowed value
+does not, both evaluated to the byte. Memory is not assumed linear in the solved symbol (the math
+attention path is quadratic in S, the memory-efficient kernel pads S to a multiple of 32, a
+math-path reshape changes at B = 1). Where the memory is a polynomial of degree 1 or 2 in the
+symbol, the closed form (a floor of an expression in the other symbols and the budget ``M``) is
+returned too, and renders in LaTeX like every other expression.
+
+>>> from symmem import Config, build_report
+>>> config = Config(S=1024, D=768, NH=12, V=50257, L=12, amp=True)
+>>> solution = largest(build_report("cuda"), config, "B", "80GiB")
+>>> solution.value, solution.bytes_at_value <= solution.budget_bytes < solution.bytes_at_next
+(110, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import sympy
+
+from symmem.config import Config
+from symmem.errors import BudgetError, ConfigError
+from symmem.evaluate import compile_exact
+from symmem.report import TOTALS, Report, build_report
+from symmem.simplify import paper_form
+from symmem.symbols import LATEX_NAMES, SYMBOLS
+from symmem.units import format_bytes, parse_bytes
+
+__all__ = ["BUDGET", "SOLVABLE", "Solution", "largest", "quantity_expr"]
+
+#: The budget in closed forms.
+BUDGET = sympy.Symbol("M", positive=True)
+#: Symbols the solver can solve for.
+SOLVABLE = ("B", "S", "L")
+
+_MAX_VALUE = 2**62
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The largest allowed value of a symbol whose memory fits a budget.
+
+    Attributes:
+        symbol: ``B``, ``S`` or ``L``.
+        value: The answer.
+        budget_bytes: The budget.
+        bytes_at_value: Memory (of ``quantity``) at the answer: at most the budget.
+        next_value: The next allowed value (``value + multiple_of``).
+        bytes_at_next: Memory at ``next_value``: above the budget unless ``limited_by`` is
+            ``upper bound``.
+        closed_form: The answer as an expression in the other symbols and ``M``, or ``None``
+            where no closed form exists (a padded length).
+        closed_form_value: The closed form at this config and budget.
+        quantity: What must fit: a key of TOTALS or a ``+``-joined sum of them.
+        multiple_of: Allowed values are multiples of this.
+        limited_by: ``budget`` or ``upper bound``.
+        fixed_bytes: The part of the quantity that does not depend on the symbol.
+        config: The config with the symbol set to the answer.
+    """
+
+    symbol: str
+    value: int
+    budget_bytes: int
+    bytes_at_value: int
+    next_value: int
+    bytes_at_next: int
+    closed_form: sympy.Expr | None
+    closed_form_value: int | None
+    quantity: str
+    multiple_of: int
+    limited_by: str
+    fixed_bytes: int
+    config: Config
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "value": self.value,
+            "budget_bytes": self.budget_bytes,
+            "bytes_at_value": self.bytes_at_value,
+            "next_value": self.next_value,
+            "bytes_at_next": self.bytes_at_next,
+            "closed_form": None if self.closed_form is None else str(self.closed_form),
+            "closed_form_latex": self.latex(),
+            "closed_form_value": self.closed_form_value,
+            "quantity": self.quantity,
+            "multiple_of": self.multiple_of,
+            "limited_by": self.limited_by,
+            "fixed_bytes": self.fixed_bytes,
+            "config": self.config.as_dict(),
+        }
+
+    def latex(self) -> str | None:
+        """``symbol = closed form`` in LaTeX, or ``None``."""
+        if self.closed_form is None:
+            return None
+        names = dict(LATEX_NAMES)
+        rhs = sympy.latex(self.closed_form, symbol_names=names)
+        return f"{sympy.latex(SYMBOLS[self.symbol], symbol_names=names)} = {rhs}"
+
+    def _repr_latex_(self) -> str:
+        form = self.latex()
+        return f"$\\displaystyle {form}$" if form else f"${self.symbol} = {self.value}$"
+
+    def __str__(self) -> str:
+        return (
+            f"largest {self.symbol} = {self.value}: {self.quantity} {self.bytes_at_value:,} B "
+            f"({format_bytes(self.bytes_at_value)}) of {self.budget_bytes:,} B; "
+            f"{self.symbol} = {self.next_value} would need {self.bytes_at_next:,} B"
+        )
+
+
+def quantity_expr(report: Report, quantity: str) -> sympy.Expr:
+    """The expression of ``quantity``: a key of TOTALS or several joined by ``+``."""
+    keys = [k.strip() for k in quantity.split("+")]
+    unknown = [k for k in keys if k not in TOTALS]
+    if unknown or not keys:
+        raise ConfigError(
+            f"unknown quantity {quantity!r}: use one of {', '.join(TOTALS)} or a sum like "
+            "'activations+loss'"
+        )
+    return sympy.Add(*(report.total(k) for k in keys))
+
+
+def largest(
+    report: Report,
+    config: Config,
+    symbol: str,
+    budget: str | int,
+    *,
+    multiple_of: int = 1,
+    upper: int | None = None,
+    quantity: str = "total",
+) -> Solution:
+    """The largest multiple of ``multiple_of`` (at most ``upper``) for ``symbol`` that fits."""
+    if symbol not in SOLVABLE:
+        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(SOLVABLE)}")
+    if config.sizes()[symbol] is not None:
+        raise ConfigError(f"{symbol} is the symbol solved for: leave it out of the config")
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ConfigError(f"multiple_of must be a positive whole number, got {multiple_of!r}")
+    if upper is not None and (not isinstance(upper, int) or upper < multiple_of):
+        raise ConfigError(f"the upper bound must be a whole number >= {multiple_of}, got {upper!r}")
+    missing = [n for n in config.missing if n != symbol]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
+    budget_bytes = parse_bytes(budget)
+    report.kernel_for(config)
+    memory, fixed, closed = _prepared(
+        report.platform.name, report.attention, quantity, symbol, multiple_of, config
+    )
+    k = multiple_of
+    if budget_bytes < fixed:
+        raise BudgetError(
+            f"nothing fits: the part of {quantity} that does not depend on {symbol} is already "
+            f"{fixed:,} bytes ({format_bytes(fixed)}), more than the budget of {budget_bytes:,} "
+            f"bytes ({format_bytes(budget_bytes)})"
+        )
+    if memory(k) > budget_bytes:
+        raise BudgetError(
+            f"nothing fits: {symbol}={k} already needs {memory(k):,} bytes "
+            f"({format_bytes(memory(k))}) of {quantity}, more than the budget of "
+            f"{budget_bytes:,} bytes ({format_bytes(budget_bytes)})"
+        )
+    closed_value = None
+    if closed is not None:
+        value_here = closed.xreplace({BUDGET: sympy.Integer(budget_bytes)}).doit()
+        closed_value = int(value_here) if isinstance(value_here, sympy.Integer) else None
+    limit = None if upper is None else upper // k
+    m = _search(memory, budget_bytes, k, limit, closed_value)
+    if m is None:
+        raise BudgetError(
+            f"{quantity} does not grow with {symbol}: every {symbol} fits; give an upper bound"
+        )
+    at_bound = limit is not None and m == limit and memory((m + 1) * k) <= budget_bytes
+    limited_by = "upper bound" if at_bound else "budget"
+    value = m * k
+    return Solution(
+        symbol=symbol,
+        value=value,
+        budget_bytes=budget_bytes,
+        bytes_at_value=memory(value),
+        next_value=value + k,
+        bytes_at_next=memory(value + k),
+        closed_form=_closed_symbolic(
+            report.platform.name,
+            report.attention,
+            quantity,
+            symbol,
+            k,
+            *_context(report, quantity, symbol, config),
+        ),
+        closed_form_value=closed_value,
+        quantity=quantity,
+        multiple_of=k,
+        limited_by=limited_by,
+        fixed_bytes=fixed,
+        config=config.with_(**{symbol: value}),
+    )
+
+
+def _search(
+    memory: Callable[[int], int], budget: int, k: int, limit: int | None, guess: int | None
+) -> int | None:
+    """Largest m >= 1 (at most ``limit``) with memory(m*k) <= budget; None if unbounded."""
+
+    def fits(m: int) -> bool:
+        return memory(m * k) <= budget
+
+    def largest_at(m: int) -> bool:
+        return m >= 1 and fits(m) and ((limit is not None and m >= limit) or not fits(m + 1))
+
+    if guess is not None:  # the closed form is exact on its branch: check it and done
+        m = guess // k if limit is None else min(guess // k, limit)
+        if largest_at(m):
+            return m
+    low, high = 1, 2
+    while fits(high):
+        if limit is not None and high >= limit:
+            return limit
+        if high * k > _MAX_VALUE:
+            return None
+        low, high = high, high * 2
+    if limit is not None:
+        high = min(high, limit + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+@lru_cache(maxsize=256)
+def _prepared(
+    platform: str, attention: str, quantity: str, symbol: str, multiple_of: int, config: Config
+) -> tuple[Callable[[int], int], int, sympy.Expr | None]:
+    """Compiled memory of the symbol, its fixed part, and the closed form at this config."""
+    report = build_report(platform, attention)
+    values = {s: v for s, v in config.values().items() if s != SYMBOLS[symbol]}
+    expr = quantity_expr(report, quantity).xreplace(values)
+    memory = compile_exact(expr, (SYMBOLS[symbol],))
+    fixed = int(_generic(expr).xreplace({SYMBOLS[symbol]: sympy.Integer(0)}))
+    context = _context(report, quantity, symbol, config)
+    closed = _closed_symbolic(platform, attention, quantity, symbol, multiple_of, *context)
+    closed_here = None if closed is None else closed.xreplace(values).doit()
+    return memory, fixed, closed_here
+
+
+def _context(
+    report: Report, quantity: str, symbol: str, config: Config
+) -> tuple[tuple[tuple[sympy.Symbol, int], ...], tuple[int, ...]]:
+    """What a closed form depends on besides the symbols: switch values and Piecewise branches.
+
+    A branch is the first whose condition holds at the config; a condition that depends on the
+    solved symbol counts as false, so the branch is the one for large values of it.
+    """
+    values = {s: v for s, v in config.values().items() if s != SYMBOLS[symbol]}
+    branches = []
+    for piecewise in _piecewises(quantity_expr(report, quantity)):
+        for index, (_, condition) in enumerate(piecewise.args):
+            if condition.xreplace(values) is sympy.true:
+                branches.append(index)
+                break
+    return tuple(config.switches().items()), tuple(branches)
+
+
+def _piecewises(expr: sympy.Expr) -> list[sympy.Piecewise]:
+    return sorted(expr.atoms(sympy.Piecewise), key=str)
+
+
+@lru_cache(maxsize=256)
+def _closed_symbolic(
+    platform: str,
+    attention: str,
+    quantity: str,
+    symbol: str,
+    multiple_of: int,
+    switches: tuple[tuple[sympy.Symbol, int], ...],
+    branches: tuple[int, ...],
+) -> sympy.Expr | None:
+    """The closed form, or None where the symbol sits in a step (a padded length).
+
+    The switches take their values and each Piecewise its branch first (see :func:`_context`):
+    which terms exist, and so the degree in the symbol, depends on them.
+    """
+    expr = quantity_expr(build_report(platform, attention), quantity)
+    chosen = dict(zip(_piecewises(expr), branches, strict=True))
+    expr = expr.xreplace({p: p.args[i][0] for p, i in chosen.items()}).xreplace(dict(switches))
+    x = SYMBOLS[symbol]
+    if any(f.has(x) for f in expr.atoms(sympy.ceiling, sympy.floor)):
+        return None
+    poly = sympy.Poly(sympy.expand(expr), x)
+    coeffs = [paper_form(c) for c in poly.all_coeffs()]
+    # M - (the part that does not depend on the symbol), kept together as papers write it.
+    left = (
+        sympy.Add(BUDGET, sympy.Mul(-1, coeffs[-1], evaluate=False), evaluate=False)
+        if coeffs[-1] != 0
+        else BUDGET
+    )
+    if poly.degree() == 1:
+        root = left / coeffs[0]
+    elif poly.degree() == 2:
+        a, b, _ = coeffs
+        root = (sympy.sqrt(b**2 + 4 * a * left) - b) / (2 * a)
+    else:
+        return None
+    if multiple_of == 1:
+        return sympy.floor(root)
+    return multiple_of * sympy.floor(root / multiple_of)
+
+
+def _generic(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with every Piecewise replaced by its last ("otherwise") branch."""
+    return expr.replace(lambda e: isinstance(e, sympy.Piecewise), lambda e: e.args[-1][0])
