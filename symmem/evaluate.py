@@ -15,11 +15,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy
 
-__all__ = ["compile_exact"]
+from symmem.config import Config
+from symmem.kinds import CATEGORIES
+from symmem.symbols import SIZES, SWITCHES
+
+if TYPE_CHECKING:
+    from symmem.report import Report
+
+__all__ = [
+    "CompiledReport",
+    "compile_exact",
+    "compile_many",
+    "generate",
+    "load",
+    "output",
+    "upper_bound",
+]
 
 
 def compile_exact(expr: sympy.Expr, args: Sequence[sympy.Symbol]) -> Callable[..., int]:
@@ -27,14 +42,191 @@ def compile_exact(expr: sympy.Expr, args: Sequence[sympy.Symbol]) -> Callable[..
 
     Raises ``TypeError`` for a construct it cannot evaluate exactly.
     """
-    names = {symbol: f"a{i}" for i, symbol in enumerate(args)}
-    body = _code(sympy.sympify(expr), names)
-    source = f"def _f({', '.join(names.values())}):\n    return _int({body})\n"
-    namespace: dict[str, Any] = {"_Fraction": Fraction, "_int": _as_int}
-    exec(compile(source, "<symmem.evaluate>", "exec"), namespace)  # source built above
-    function: Callable[..., int] = namespace["_f"]
+    many = compile_many([expr], args)
+
+    def function(*values: int) -> int:
+        result: int = many(*values)[0]
+        return result
+
     function.__doc__ = f"{expr} at ({', '.join(map(str, args))})"
     return function
+
+
+def output(i: int) -> sympy.Symbol:
+    """A placeholder for the i-th output of :func:`compile_many`, usable in later outputs."""
+    return sympy.Symbol(f"_out{i}")
+
+
+def compile_many(
+    exprs: Sequence[sympy.Expr],
+    args: Sequence[sympy.Symbol],
+    *,
+    vector: bool = False,
+    keys: Sequence[str] | None = None,
+) -> Callable[..., Any]:
+    """One function of ``args`` returning every expression, sharing common subexpressions.
+
+    An expression may use earlier outputs through :func:`output` placeholders (a total as the sum
+    of its categories costs a few additions). The function returns a tuple, or a dict when
+    ``keys`` are given. With ``vector=True`` the arguments may be NumPy arrays (int64 or object
+    dtype) and ``Piecewise`` becomes ``numpy.where``; the expressions must then have integer
+    coefficients.
+    """
+    return load(generate(exprs, args, vector=vector, keys=keys), vector=vector)
+
+
+def generate(
+    exprs: Sequence[sympy.Expr],
+    args: Sequence[sympy.Symbol],
+    *,
+    vector: bool = False,
+    keys: Sequence[str] | None = None,
+) -> str:
+    """The Python source of :func:`compile_many`'s function (it can be stored and loaded)."""
+    exprs = [sympy.sympify(e) for e in exprs]
+    names = {symbol: f"a{i}" for i, symbol in enumerate(args)}
+    names |= {output(i): f"r{i}" for i in range(len(exprs))}
+    base = [
+        i for i, e in enumerate(exprs) if not any(str(s).startswith("_out") for s in e.free_symbols)
+    ]
+    temporaries, reduced = sympy.cse([exprs[i] for i in base], optimizations=None)
+    lines = []
+    for i, (symbol, value) in enumerate(temporaries):
+        lines.append(f"t{i} = {_code(value, names, vector)}")
+        names[symbol] = f"t{i}"
+    bodies = dict(zip(base, reduced, strict=True))
+    fractions = any(
+        e.atoms(sympy.Rational) - e.atoms(sympy.Integer)
+        for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
+    )
+    wrap = "_int" if fractions and not vector else ""
+    for i, expr in enumerate(exprs):
+        lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector)})")
+    if keys is None:
+        result = "(" + "".join(f"r{i}, " for i in range(len(exprs))) + ")"
+    else:
+        result = "{" + ", ".join(f"{k!r}: r{i}" for i, k in enumerate(keys)) + "}"
+    return (
+        f"def _f({', '.join(f'a{i}' for i in range(len(args)))}):\n"
+        + "".join(f"    {line}\n" for line in lines)
+        + f"    return {result}\n"
+    )
+
+
+def load(source: str, *, vector: bool = False) -> Callable[..., Any]:
+    """The function that :func:`generate` wrote."""
+    namespace: dict[str, Any] = {"_Fraction": Fraction, "_int": _as_int}
+    if vector:
+        import numpy
+
+        namespace |= {
+            "_where": numpy.where,
+            "_or": numpy.logical_or,
+            "_and": numpy.logical_and,
+            "_not": numpy.logical_not,
+        }
+    exec(compile(source, "<symmem.evaluate>", "exec"), namespace)  # source built by generate
+    function: Callable[..., Any] = namespace["_f"]
+    return function
+
+
+def upper_bound(expr: sympy.Basic, maxima: dict[sympy.Symbol, int]) -> int:
+    """An upper bound of ``|expr|`` when each symbol lies in ``[0, maxima[symbol]]``."""
+    if isinstance(expr, sympy.Symbol):
+        return maxima[expr]
+    if isinstance(expr, sympy.Rational):
+        return int(abs(expr)) + 1
+    if isinstance(expr, sympy.Add):
+        return sum(upper_bound(a, maxima) for a in expr.args)
+    if isinstance(expr, sympy.Mul):
+        product = 1
+        for a in expr.args:
+            product *= upper_bound(a, maxima)
+        return product
+    if isinstance(expr, sympy.Pow) and isinstance(expr.args[1], sympy.Integer):
+        power: int = upper_bound(expr.args[0], maxima) ** max(int(expr.args[1]), 0)
+        return power
+    if isinstance(expr, (sympy.ceiling, sympy.floor)):
+        return upper_bound(expr.args[0], maxima) + 1
+    if isinstance(expr, sympy.Piecewise):
+        return max(upper_bound(value, maxima) for value, _ in expr.args)
+    raise TypeError(f"no bound for {type(expr).__name__} {expr}")
+
+
+class CompiledReport:
+    """Every total of a report (and the parameter count) as one integer function.
+
+    Built once from the symbolic totals; a call is plain integer arithmetic, exact at any size.
+
+    >>> from symmem import Config, build_report
+    >>> report = build_report("cuda")
+    >>> report.compiled(Config.notebook())["total"] == report.at(Config.notebook()).totals["total"]
+    True
+    """
+
+    ARGS = (*SIZES, *SWITCHES)
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.keys = (*report.totals, "param_count")
+        self.exprs = (*report.totals.values(), report.param_count)
+        # The same values, cheaper: the total as the sum of its categories, the parameter count
+        # from the parameter bytes (fp32: 4 bytes each).
+        index = {k: i for i, k in enumerate(self.keys)}
+        self._fast = tuple(
+            sympy.Add(*(output(index[c]) for c in CATEGORIES))
+            if key == "total"
+            else sympy.floor(output(index["params"]) / 4)
+            if key == "param_count"
+            else expr
+            for key, expr in zip(self.keys, self.exprs, strict=True)
+        )
+        self._scalar = compile_many(self._fast, self.ARGS, keys=self.keys)
+        self._vector: Callable[..., tuple[Any, ...]] | None = None
+        self._by_switches: dict[tuple[bool, bool, bool], Callable[..., dict[str, int]]] = {}
+
+    def __call__(self, config: Config) -> dict[str, int]:
+        """Every total at a complete config."""
+        config.require_complete()
+        self.report.kernel_for(config)
+        values = (*config.sizes().values(), int(config.amp), int(config.dropout), int(config.bias))
+        result: dict[str, int] = self._scalar(*values)
+        return result
+
+    def totals(
+        self,
+        B: int,
+        S: int,
+        D: int,
+        NH: int,
+        V: int,
+        L: int,
+        amp: bool = False,
+        dropout: bool = False,
+        bias: bool = False,
+    ) -> dict[str, int]:
+        """Every total for sizes given as integers: the fast path, checked like a Config."""
+        function = self._by_switches.get((amp, dropout, bias))
+        if function is None or min(B, S, D, NH, V, L) <= 0 or D % NH:
+            Config(B=B, S=S, D=D, NH=NH, V=V, L=L, amp=amp, dropout=dropout, bias=bias)
+            self.report.platform.kernel(self.report.attention, amp=amp, dropout=dropout)
+            function = self._specialise(amp, dropout, bias)
+        return function(B, S, D, NH, V, L)
+
+    def _specialise(self, amp: bool, dropout: bool, bias: bool) -> Callable[..., dict[str, int]]:
+        """The totals with the switches set: fewer operations per call."""
+        key = (amp, dropout, bias)
+        if key not in self._by_switches:
+            values = dict(zip(SWITCHES, (int(amp), int(dropout), int(bias)), strict=True))
+            exprs = [e.xreplace(values) for e in self._fast]
+            self._by_switches[key] = compile_many(exprs, SIZES, keys=self.keys)
+        return self._by_switches[key]
+
+    def vector(self) -> Callable[..., tuple[Any, ...]]:
+        """The NumPy version of the same function (compiled on first use)."""
+        if self._vector is None:
+            self._vector = compile_many(self._fast, self.ARGS, vector=True)
+        return self._vector
 
 
 def _as_int(value: int | Fraction | bool) -> int:
@@ -45,7 +237,7 @@ def _as_int(value: int | Fraction | bool) -> int:
     return int(value)
 
 
-def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str]) -> str:
+def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str], vector: bool = False) -> str:
     if isinstance(expr, sympy.Symbol):
         if expr not in names:
             raise TypeError(f"no value for symbol {expr}")
@@ -59,29 +251,32 @@ def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str]) -> str:
     if expr is sympy.false:
         return "False"
     if isinstance(expr, sympy.Add):
-        return "(" + " + ".join(_code(a, names) for a in expr.args) + ")"
+        return "(" + " + ".join(_code(a, names, vector) for a in expr.args) + ")"
     if isinstance(expr, sympy.Mul):
-        return "(" + " * ".join(_code(a, names) for a in expr.args) + ")"
+        return "(" + " * ".join(_code(a, names, vector) for a in expr.args) + ")"
     if isinstance(expr, sympy.Pow):
         exponent = expr.args[1]
         if isinstance(exponent, sympy.Integer) and exponent >= 0:
-            return f"({_code(expr.args[0], names)} ** {int(exponent)})"
+            return f"({_code(expr.args[0], names, vector)} ** {int(exponent)})"
         if isinstance(exponent, sympy.Integer):
-            return f"(_Fraction(1) / ({_code(expr.args[0], names)} ** {-int(exponent)}))"
+            return f"(_Fraction(1) / ({_code(expr.args[0], names, vector)} ** {-int(exponent)}))"
         raise TypeError(f"cannot evaluate {expr} exactly")
     if isinstance(expr, (sympy.ceiling, sympy.floor)):
         numerator, denominator = sympy.fraction(sympy.together(expr.args[0]))
-        num, den = _code(numerator, names), _code(denominator, names)
+        num, den = _code(numerator, names, vector), _code(denominator, names, vector)
         if isinstance(expr, sympy.floor):
             return f"({num} // {den})"
         return f"(-((-{num}) // {den}))"
     if isinstance(expr, sympy.Piecewise):
         out = "None"
         for value, condition in reversed(expr.args):
+            v, c = _code(value, names, vector), _code(condition, names, vector)
             if condition is sympy.true:
-                out = _code(value, names)
+                out = v
+            elif vector:
+                out = f"_where({c}, {v}, {out})"
             else:
-                out = f"({_code(value, names)} if {_code(condition, names)} else {out})"
+                out = f"({v} if {c} else {out})"
         return out
     relations = {
         sympy.Eq: "==",
@@ -93,11 +288,20 @@ def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str]) -> str:
     }
     for kind, op in relations.items():
         if isinstance(expr, kind):
-            return f"({_code(expr.args[0], names)} {op} {_code(expr.args[1], names)})"
-    if isinstance(expr, sympy.Or):
-        return "(" + " or ".join(_code(a, names) for a in expr.args) + ")"
-    if isinstance(expr, sympy.And):
-        return "(" + " and ".join(_code(a, names) for a in expr.args) + ")"
+            return (
+                f"({_code(expr.args[0], names, vector)} {op} {_code(expr.args[1], names, vector)})"
+            )
+    if isinstance(expr, (sympy.Or, sympy.And)):
+        parts = [_code(a, names, vector) for a in expr.args]
+        if vector:
+            combine = "_or" if isinstance(expr, sympy.Or) else "_and"
+            out = parts[0]
+            for part in parts[1:]:
+                out = f"{combine}({out}, {part})"
+            return out
+        joiner = " or " if isinstance(expr, sympy.Or) else " and "
+        return "(" + joiner.join(parts) + ")"
     if isinstance(expr, sympy.Not):
-        return f"(not {_code(expr.args[0], names)})"
+        inner = _code(expr.args[0], names, vector)
+        return f"_not({inner})" if vector else f"(not {inner})"
     raise TypeError(f"cannot evaluate {type(expr).__name__} {expr} exactly")

@@ -11,15 +11,18 @@ depends on a size predicate becomes a ``Piecewise``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from types import MappingProxyType
 
 import sympy
 
+from symmem.cache import cached
 from symmem.config import Config
-from symmem.errors import ConfigError, KernelError
+from symmem.errors import KernelError
+from symmem.evaluate import CompiledReport, generate, load
+from symmem.kinds import CATEGORIES, TOTALS
 from symmem.model.nanogpt import BLOCK, forward
 from symmem.ops.graph import (
     DEVICE,
@@ -33,15 +36,10 @@ from symmem.ops.graph import (
 )
 from symmem.platforms import AttentionKernel, Platform, get_platform
 from symmem.simplify import paper_form, tidy_term
-from symmem.symbols import AMP, BIAS, DROPOUT, L
+from symmem.symbols import AMP, BIAS, DROPOUT, SIZES, SWITCHES, L
 
 __all__ = ["CATEGORIES", "TOTALS", "Estimate", "Report", "Term", "build_report"]
 
-#: Categories every term belongs to, in report order.
-CATEGORIES = ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
-#: Keys of :meth:`Report.totals`: ``block`` (one block's saved bytes), the categories (device
-#: memory only), ``total`` (their sum) and ``host`` (host tensors, outside every other total).
-TOTALS = ("block", *CATEGORIES, "total", "host")
 
 _SWITCHES = (AMP, DROPOUT, BIAS)
 
@@ -94,38 +92,30 @@ class Report:
         terms: The terms, in forward order.
         kernels: The kernel that runs for each ``(amp, dropout)`` this choice accepts.
         fixed: Switches this choice needs at one value (e.g. AMP = 1 for flash on CUDA).
+        totals: Every key of :data:`TOTALS` as a simplified expression.
+        param_count: Number of parameters (the tied embedding once).
+        evaluator: Python source of one function that evaluates every term formula, every total
+            and the parameter count at integer values of the nine symbols (see
+            :mod:`symmem.evaluate`); generated with the report and stored with it.
     """
 
     platform: Platform
     attention: str
     terms: tuple[Term, ...]
     kernels: Mapping[tuple[bool, bool], str]
-    fixed: Mapping[sympy.Symbol, int] = field(default_factory=dict)
+    fixed: Mapping[sympy.Symbol, int]
+    totals: Mapping[str, sympy.Expr]
+    param_count: sympy.Expr
+    evaluator: str = field(repr=False)
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
         return self.totals[kind]
 
     @cached_property
-    def totals(self) -> Mapping[str, sympy.Expr]:
-        """Every key of :data:`TOTALS` as a simplified expression."""
-        device = [t for t in self.terms if t.location == DEVICE]
-        sums = {
-            k: sum((t.formula for t in device if t.kind == k), sympy.Integer(0)) for k in CATEGORIES
-        }
-        block = [t for t in device if t.per_layer and t.kind == "activations"]
-        raw = {
-            "block": sum((t.layer_formula for t in block), sympy.Integer(0)),
-            **sums,
-            "total": sum(sums.values(), sympy.Integer(0)),
-            "host": sum((t.formula for t in self.terms if t.location == HOST), sympy.Integer(0)),
-        }
-        return MappingProxyType({k: paper_form(v) for k, v in raw.items()})
-
-    @cached_property
-    def param_count(self) -> sympy.Expr:
-        """Number of parameters (the tied embedding once): fp32 parameter bytes / 4."""
-        return paper_form(self.total("params") / 4)
+    def compiled(self) -> CompiledReport:
+        """The totals compiled to integer arithmetic (built on first use)."""
+        return CompiledReport(self)
 
     def kernel_for(self, config: Config) -> str:
         """The attention kernel that runs for ``config`` (raises KernelError if none can)."""
@@ -144,10 +134,15 @@ class Report:
         """Exact bytes of every term and total for a complete config."""
         config.require_complete()
         kernel = self.kernel_for(config)
-        values = config.values()
-        term_bytes = tuple(_exact(t.formula, values) for t in self.terms)
-        totals = {k: _exact(v, values) for k, v in self.totals.items()}
-        return Estimate(config, self, kernel, term_bytes, totals, _exact(self.param_count, values))
+        values = (*config.sizes().values(), int(config.amp), int(config.dropout), int(config.bias))
+        results = self._evaluate(*values)
+        n = len(self.terms)
+        totals = dict(zip(self.totals, results[n:-1], strict=True))
+        return Estimate(config, self, kernel, tuple(results[:n]), totals, results[-1])
+
+    @cached_property
+    def _evaluate(self) -> Callable[..., tuple[int, ...]]:
+        return load(self.evaluator)
 
 
 @dataclass(frozen=True)
@@ -177,21 +172,59 @@ class Estimate:
                 yield term, nbytes
 
 
-def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
-    value = expr.xreplace(dict(values))
-    if not isinstance(value, sympy.Integer):
-        missing = sorted(str(s) for s in value.free_symbols)
-        raise ConfigError(f"cannot evaluate {expr}: no value for {', '.join(missing)}")
-    return int(value)
-
-
 # -- building ---------------------------------------------------------------------------------
+
+
+def _totals(terms: Sequence[Term]) -> dict[str, sympy.Expr]:
+    device = [t for t in terms if t.location == DEVICE]
+    sums = {
+        k: sum((t.formula for t in device if t.kind == k), sympy.Integer(0)) for k in CATEGORIES
+    }
+    block = [t for t in device if t.per_layer and t.kind == "activations"]
+    raw = {
+        "block": sum((t.layer_formula for t in block), sympy.Integer(0)),
+        **sums,
+        "total": sum(sums.values(), sympy.Integer(0)),
+        "host": sum((t.formula for t in terms if t.location == HOST), sympy.Integer(0)),
+    }
+    return {k: paper_form(v) for k, v in raw.items()}
 
 
 @cache
 def build_report(platform: str = "cuda", attention: str = "default") -> Report:
-    """The report of ``platform`` with ``attention`` (a kernel name or ``default``); cached."""
+    """The report of ``platform`` with ``attention`` (a kernel name or ``default``).
+
+    Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
+    """
     plat = get_platform(platform)
+    parts = cached(f"report-{platform}-{attention}", lambda: _build_parts(plat, attention))
+    terms, kernels, fixed, totals, param_count, evaluator = parts
+    return Report(
+        plat,
+        attention,
+        terms,
+        MappingProxyType(kernels),
+        MappingProxyType(fixed),
+        MappingProxyType(totals),
+        param_count,
+        evaluator,
+    )
+
+
+_Parts = tuple[
+    tuple[Term, ...],
+    dict[tuple[bool, bool], str],
+    dict[sympy.Symbol, int],
+    dict[str, sympy.Expr],
+    sympy.Expr,
+    str,
+]
+
+
+def _build_parts(plat: Platform, attention: str) -> _Parts:
+    """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
+    parameter count (fp32 parameter bytes / 4) and the evaluator's source."""
+    platform = plat.name
     runs: list[tuple[tuple[int, int, int], Scenario, list[_Raw]]] = []
     kernels: dict[tuple[bool, bool], str] = {}
     refusals: list[str] = []
@@ -211,8 +244,12 @@ def build_report(platform: str = "cuda", attention: str = "default") -> Report:
     if len(combos) != 2 ** len(free):
         raise AssertionError(f"{platform}/{attention}: the switches it accepts are not a subcube")
     fixed = {_SWITCHES[i]: next(iter(combos))[i] for i in range(3) if i not in free}
-    terms = _combine(runs, free)
-    return Report(plat, attention, tuple(terms), MappingProxyType(kernels), MappingProxyType(fixed))
+    terms = tuple(_combine(runs, free))
+    totals = _totals(terms)
+    param_count = paper_form(totals["params"] / 4)
+    exprs = [*(t.formula for t in terms), *totals.values(), param_count]
+    evaluator = generate(exprs, (*SIZES, *SWITCHES))
+    return terms, kernels, fixed, totals, param_count, evaluator
 
 
 def _explore(

@@ -1,0 +1,11 @@
+"""The categories of memory and the totals a report gives."""
+
+from __future__ import annotations
+
+__all__ = ["CATEGORIES", "TOTALS"]
+
+#: Categories every term belongs to, in report order.
+CATEGORIES = ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
+#: Keys of ``Report.totals``: ``block`` (one block's saved bytes), the categories (device memory
+#: only), ``total`` (their sum) and ``host`` (host tensors, outside every other total).
+TOTALS = ("block", *CATEGORIES, "total", "host")

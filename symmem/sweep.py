@@ -1,0 +1,113 @@
+"""Vectorised sweeps: arrays of sizes and switches in, arrays of exact bytes per total out.
+
+>>> import numpy as np
+>>> from symmem import build_report
+>>> out = sweep(build_report("cuda"), B=np.arange(1, 5), S=1024, D=768, NH=12, V=50257, L=12)
+>>> out["total"].dtype, len(out["total"])
+(dtype('int64'), 4)
+>>> one = Config(B=1, S=1024, D=768, NH=12, V=50257, L=12)
+>>> int(out["total"][0]) == build_report("cuda").compiled(one)["total"]
+True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
+from symmem.errors import ConfigError, KernelError
+from symmem.evaluate import upper_bound
+from symmem.symbols import SIZES, SWITCHES
+
+if TYPE_CHECKING:
+    import numpy as np
+    import sympy
+
+    from symmem.report import Report
+
+__all__ = ["Config", "sweep"]
+
+_INT64_MAX = 2**63 - 1
+_CHUNK = 32768
+
+
+def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
+    """Every total of ``report`` over arrays of sizes and switches.
+
+    Each of B, S, D, NH, V, L (required) and amp, dropout, bias (default off) may be a number,
+    a sequence, a ``range`` or an array. By default they broadcast against each other like NumPy
+    arrays; with ``grid=True`` every 1-D axis becomes its own dimension (a Cartesian product, in
+    the order given). The result maps each total (and ``param_count``) to an array of bytes:
+    ``int64`` when no value can overflow it, otherwise exact Python integers (``object``).
+    """
+    import numpy as np
+
+    unknown = set(axes) - set(SIZE_NAMES) - set(SWITCH_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
+    missing = [n for n in SIZE_NAMES if n not in axes]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
+    arrays = {name: _as_array(axes.get(name, False), name) for name in (*SIZE_NAMES, *SWITCH_NAMES)}
+    if grid:
+        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
+        for position, name in enumerate(varying):
+            shape = [1] * len(varying)
+            shape[position] = arrays[name].size
+            arrays[name] = arrays[name].reshape(shape)
+    try:
+        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
+    except ValueError as error:
+        raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
+    _check(report, arrays)
+    maxima: dict[sympy.Symbol, int] = {
+        s: int(arrays[n].max()) for s, n in zip(SIZES, SIZE_NAMES, strict=True)
+    }
+    maxima |= dict.fromkeys(SWITCHES, 1)
+    compiled = report.compiled
+    exact = any(upper_bound(e, maxima) > _INT64_MAX for e in compiled.exprs)
+    dtype = object if exact else np.int64
+    out_shape = arrays["B"].shape
+    args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in (*SIZE_NAMES, *SWITCH_NAMES)]
+    out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
+    function = compiled.vector()
+    # Chunks small enough to stay in cache make each NumPy operation several times faster.
+    for start in range(0, args[0].size, _CHUNK):
+        results = function(*(a[start : start + _CHUNK] for a in args))
+        for key, value in zip(compiled.keys, results, strict=True):
+            out[key][start : start + _CHUNK] = value
+    return {key: value.reshape(out_shape) for key, value in out.items()}
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    import numpy as np
+
+    array = np.asarray(list(value) if isinstance(value, range) else value)
+    if array.dtype == bool:
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu" and not (array.dtype == object and _all_ints(array)):
+        raise ConfigError(f"{name} must hold whole numbers, got dtype {array.dtype}")
+    if name in SWITCH_NAMES and (array & ~1).any():  # anything but 0 and 1
+        raise ConfigError(f"{name} must be 0/1 or True/False")
+    if name in SIZE_NAMES and (array <= 0).any():
+        raise ConfigError(f"{name} must be positive")
+    return array
+
+
+def _all_ints(array: np.ndarray) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in array.flat)
+
+
+def _check(report: Report, arrays: dict[str, np.ndarray]) -> None:
+    """Every element must be a config the report's kernel can run."""
+    if ((arrays["D"] % arrays["NH"]) != 0).any():
+        raise ConfigError("D is not divisible by NH somewhere in the sweep")
+    for amp in (0, 1):
+        for dropout in (0, 1):
+            present = ((arrays["amp"] == amp) & (arrays["dropout"] == dropout)).any()
+            if present and (bool(amp), bool(dropout)) not in report.kernels:
+                report.platform.kernel(report.attention, amp=bool(amp), dropout=bool(dropout))
+                raise KernelError(
+                    f"attention {report.attention!r} cannot run with amp={bool(amp)}, "
+                    f"dropout={bool(dropout)}"
+                )

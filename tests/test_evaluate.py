@@ -1,0 +1,111 @@
+"""Compiled and swept results equal the exact symbolic evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from symmem import Config, ConfigError, KernelError, build_report
+from symmem.sweep import sweep
+
+REPORTS = [("cuda", "efficient"), ("cuda", "math"), ("cuda", "flash"), ("cpu", "default")]
+
+configs = st.builds(
+    lambda B, S, head, NH, V, L, amp, dropout, bias: Config(
+        B=B, S=S, D=head * NH, NH=NH, V=V, L=L, amp=amp, dropout=dropout, bias=bias
+    ),
+    B=st.integers(1, 10**6),
+    S=st.integers(1, 10**6),
+    head=st.integers(1, 10**4),
+    NH=st.integers(1, 128),
+    V=st.integers(1, 10**7),
+    L=st.integers(1, 10**4),
+    amp=st.booleans(),
+    dropout=st.booleans(),
+    bias=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(report=st.sampled_from(REPORTS), config=configs)
+def test_compiled_equals_symbolic(report, config):
+    report = build_report(*report)
+    try:
+        exact = report.at(config)
+    except KernelError:
+        with pytest.raises(KernelError):
+            report.compiled(config)
+        return
+    compiled = report.compiled(config)
+    assert {k: compiled[k] for k in exact.totals} == dict(exact.totals)
+    assert compiled["param_count"] == exact.param_count
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(report=st.sampled_from(REPORTS), batch=st.lists(configs, min_size=1, max_size=20))
+def test_sweep_equals_symbolic(report, batch):
+    report = build_report(*report)
+    batch = [c for c in batch if (c.amp, c.dropout) in report.kernels]
+    if not batch:
+        return
+    axes = {name: [c.as_dict()[name] for c in batch] for name in Config.notebook().as_dict()}
+    out = sweep(report, **axes)
+    for i, config in enumerate(batch):
+        exact = report.at(config)
+        assert {k: int(out[k][i]) for k in exact.totals} == dict(exact.totals)
+
+
+def test_sweep_uses_int64_when_safe_and_python_ints_when_not():
+    report = build_report("cuda")
+    small = sweep(report, B=[1, 2], S=1024, D=768, NH=12, V=50257, L=12)
+    assert small["total"].dtype == np.int64
+    huge = Config(B=10**9, S=10**7, D=10**6, NH=10, V=10**7, L=10**4)
+    out = sweep(report, B=[huge.B], S=huge.S, D=huge.D, NH=huge.NH, V=huge.V, L=huge.L)
+    assert out["total"].dtype == object
+    assert out["total"][0] == report.at(huge).totals["total"] > 2**63  # float64 would round
+
+
+def test_grid_sweep_shape_and_values():
+    report = build_report("cuda", "math")
+    out = sweep(
+        report,
+        grid=True,
+        B=range(1, 5),
+        S=[64, 128, 256],
+        D=256,
+        NH=4,
+        V=1000,
+        L=2,
+        amp=[False, True],
+    )
+    assert out["total"].shape == (4, 3, 2)
+    config = Config(B=3, S=128, D=256, NH=4, V=1000, L=2, amp=True)
+    assert out["total"][2, 1, 1] == report.at(config).totals["total"]
+
+
+@pytest.mark.parametrize(
+    ("axes", "error", "message"),
+    [
+        ({"B": [1, 0]}, ConfigError, "B must be positive"),
+        ({"D": [10]}, ConfigError, "D is not divisible by NH"),
+        ({"amp": [2]}, ConfigError, "amp must be 0/1"),
+        ({"B": [1.5]}, ConfigError, "B must hold whole numbers"),
+        ({"X": 1}, ConfigError, "unknown sweep axes: X"),
+    ],
+)
+def test_sweep_bad_input(axes, error, message):
+    base = {"B": 1, "S": 8, "D": 12, "NH": 3, "V": 10, "L": 1}
+    with pytest.raises(error, match=message):
+        sweep(build_report("cuda"), **(base | axes))
+
+
+def test_sweep_refuses_a_kernel_that_cannot_run():
+    with pytest.raises(KernelError, match="flash attention needs 16-bit inputs"):
+        sweep(build_report("cuda", "flash"), B=1, S=8, D=12, NH=3, V=10, L=1, amp=[True, False])
+
+
+def test_missing_size():
+    with pytest.raises(ConfigError, match="missing sizes: L"):
+        sweep(build_report("cuda"), B=1, S=8, D=12, NH=3, V=10)
