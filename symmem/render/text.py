@@ -23,31 +23,42 @@ def estimate_table(estimate: Estimate) -> str:
         f"parameters: {estimate.param_count:,}",
         "",
     ]
-    rows = [("term", "module", "kind", "formula (whole model)", "bytes", "")]
+    rows = [("term", "module", "kind", "in", "formula (whole model)", "bytes", "")]
     for term, nbytes in estimate.terms():
-        where = "" if term.location == "device" else f" [{term.location}]"
         rows.append(
             (
-                term.name + where,
+                term.name,
                 term.module,
                 term.kind,
+                term.location,
                 str(term.formula),
                 f"{nbytes:,}",
                 format_bytes(nbytes),
             )
         )
-    rows.append(("", "", "", "", "", ""))
+    rows.append(("",) * 7)
     for key in TOTALS:
         value = estimate.totals[key]
         rows.append(
-            (f"total: {key}", "", "", str(report.totals[key]), f"{value:,}", format_bytes(value))
+            (
+                f"total: {key}",
+                "",
+                "",
+                "",
+                str(report.totals[key]),
+                f"{value:,}",
+                format_bytes(value),
+            )
         )
-    widths = [
-        min(max(len(r[i]) for r in rows), cap) for i, cap in enumerate((60, 34, 11, 70, 18, 12))
+    # Long formulas run past their column rather than being cut: every character is exact.
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] + [
+        min(max(len(r[4]) for r in rows), 60),
+        max(len(r[5]) for r in rows),
+        max(len(r[6]) for r in rows),
     ]
     for row in rows:
         cells = [
-            c.ljust(w) if i < 4 else c.rjust(w)
+            c.ljust(w) if i < 5 else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())

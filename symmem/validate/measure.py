@@ -329,7 +329,9 @@ def _saved_terms(
         pattern, layer = _module_pattern(module)
         sizes = by_key.setdefault((name, pattern), {})
         sizes[layer] = sizes.get(layer, 0) + tensor.untyped_storage().nbytes()
-        meta.setdefault((name, pattern), (kind, DEVICE if tensor.device == dev else HOST, tensor))
+        meta.setdefault(
+            (name, pattern), (kind, DEVICE if tensor.device.type == dev.type else HOST, tensor)
+        )
     terms = []
     for (name, pattern), sizes in by_key.items():
         kind, location, tensor = meta[(name, pattern)]
@@ -368,7 +370,7 @@ def _state_terms(
     sums: dict[tuple[str, str, str, str], int] = {}
 
     def add(name: str, module: str, kind: str, tensor: torch.Tensor) -> None:
-        location = DEVICE if tensor.device == dev else HOST
+        location = DEVICE if tensor.device.type == dev.type else HOST
         key = (name, module, kind, location)
         sums[key] = sums.get(key, 0) + tensor.untyped_storage().nbytes()
 
