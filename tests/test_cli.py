@@ -197,3 +197,32 @@ def test_solve_json(capsys):
 def test_solve_bad_input_exits_2(capsys, argv, message):
     status, _, err = run(capsys, "solve", *argv)
     assert status == 2 and message in err
+
+
+@needs_torch
+def test_validate_warns_about_another_torch_version(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "__version__", "2.99.0+cpu")
+    status, _, err = run(capsys, "validate", *SMALL)
+    assert status == 0
+    assert "torch 2.99.0+cpu is installed; symmem's cpu rules were measured on torch 2.13.0" in err
+
+
+@needs_torch
+def test_validate_exits_1_and_marks_a_difference(capsys, monkeypatch):
+    from dataclasses import replace
+
+    import symmem.validate.measure as measure_module
+
+    real = measure_module.measure
+
+    def off_by_one(*args, **kwargs):
+        measurement = real(*args, **kwargs)
+        first, *rest = measurement.terms
+        return replace(measurement, terms=(replace(first, nbytes=first.nbytes + 1), *rest))
+
+    monkeypatch.setattr(measure_module, "measure", off_by_one)
+    status, out, _ = run(capsys, "validate", *SMALL)
+    assert status == 1
+    assert "<-- differs" in out and "DIFFERS in 1 rows" in out
