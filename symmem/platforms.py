@@ -102,8 +102,9 @@ class Platform:
             ``nll_loss`` saves an fp32 copy of its result (CUDA).
         kernels: The attention kernels it can run, by name.
         default_order: Kernels ``--attention default`` tries, first that can run wins.
-        adamw_step_location: Where AdamW's per-parameter ``step`` tensors live: on the device for
-            fused AdamW (nanoGPT asks for it on CUDA) and on the CPU platform, else on the host.
+        optimizers: AdamW implementations (``fused``, ``foreach``, ``forloop``), each with where
+            its per-parameter ``step`` tensors live.
+        default_optimizer: The implementation nanoGPT's training runs with on this platform.
         evidence: Where the platform's rules come from.
     """
 
@@ -113,7 +114,8 @@ class Platform:
     cross_entropy_autocast: bool
     kernels: Mapping[str, AttentionKernel]
     default_order: tuple[str, ...]
-    adamw_step_location: str
+    optimizers: Mapping[str, str]
+    default_optimizer: str
     evidence: str
 
     def kernel(self, requested: str, *, amp: bool, dropout: bool) -> AttentionKernel:
@@ -135,6 +137,15 @@ class Platform:
             raise KernelError(f"{reason} (platform {self.name})")
         return kernel
 
+    def optimizer(self, requested: str) -> str:
+        """The AdamW implementation for ``requested`` (a name or ``default``)."""
+        if requested == "default":
+            return self.default_optimizer
+        if requested not in self.optimizers:
+            allowed = ", ".join(["default", *self.optimizers])
+            raise KernelError(f"unknown optimizer {requested!r} (allowed: {allowed})")
+        return requested
+
 
 _CUDA_FACTS = "measured on an H200, torch 2.11 (shared/CUDA_FACTS.md)"
 
@@ -155,7 +166,10 @@ CPU = Platform(
         }
     ),
     default_order=("flash", "math"),
-    adamw_step_location=DEVICE,
+    # On the CPU every tensor is on the training device; PyTorch picks the for-loop AdamW for CPU
+    # tensors unless asked otherwise (torch/optim/optimizer.py, _default_to_fused_or_foreach).
+    optimizers=MappingProxyType({"forloop": DEVICE, "foreach": DEVICE, "fused": DEVICE}),
+    default_optimizer="forloop",
     evidence="measured, torch 2.13 CPU build",
 )
 
@@ -204,7 +218,10 @@ CUDA = Platform(
     ),
     # The reference notebook's assumption; which kernel a given GPU picks is a GPU preset's job.
     default_order=("efficient", "math"),
-    adamw_step_location=DEVICE,  # nanoGPT: AdamW(..., fused=True) on CUDA
+    # step is a host tensor unless fused (or capturable): shared/CUDA_FACTS.md. nanoGPT passes
+    # fused=True on CUDA.
+    optimizers=MappingProxyType({"fused": DEVICE, "foreach": HOST, "forloop": HOST}),
+    default_optimizer="fused",
     evidence=_CUDA_FACTS,
 )
 

@@ -89,6 +89,7 @@ class Report:
     Attributes:
         platform: The platform's rules.
         attention: The attention choice (a kernel name or ``default``).
+        optimizer: The AdamW implementation (``fused``, ``foreach`` or ``forloop``).
         terms: The terms, in forward order.
         kernels: The kernel that runs for each ``(amp, dropout)`` this choice accepts.
         fixed: Switches this choice needs at one value (e.g. AMP = 1 for flash on CUDA).
@@ -101,6 +102,7 @@ class Report:
 
     platform: Platform
     attention: str
+    optimizer: str
     terms: tuple[Term, ...]
     kernels: Mapping[tuple[bool, bool], str]
     fixed: Mapping[sympy.Symbol, int]
@@ -191,17 +193,24 @@ def _totals(terms: Sequence[Term]) -> dict[str, sympy.Expr]:
 
 
 @cache
-def build_report(platform: str = "cuda", attention: str = "default") -> Report:
-    """The report of ``platform`` with ``attention`` (a kernel name or ``default``).
+def build_report(
+    platform: str = "cuda", attention: str = "default", optimizer: str = "default"
+) -> Report:
+    """The report of ``platform`` with ``attention`` (a kernel name or ``default``) and
+    ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
     """
     plat = get_platform(platform)
-    parts = cached(f"report-{platform}-{attention}", lambda: _build_parts(plat, attention))
+    adamw = plat.optimizer(optimizer)
+    parts = cached(
+        f"report-{platform}-{attention}-{adamw}", lambda: _build_parts(plat, attention, adamw)
+    )
     terms, kernels, fixed, totals, param_count, evaluator = parts
     return Report(
         plat,
         attention,
+        adamw,
         terms,
         MappingProxyType(kernels),
         MappingProxyType(fixed),
@@ -221,7 +230,7 @@ _Parts = tuple[
 ]
 
 
-def _build_parts(plat: Platform, attention: str) -> _Parts:
+def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (fp32 parameter bytes / 4) and the evaluator's source."""
     platform = plat.name
@@ -236,7 +245,8 @@ def _build_parts(plat: Platform, attention: str) -> _Parts:
             continue
         kernels[(amp, dropout)] = kernel.name
         for scenario, trace in _explore(plat, kernel, Scenario(amp, dropout, bias)):
-            runs.append(((int(amp), int(dropout), int(bias)), scenario, _raw_terms(trace)))
+            raws = _raw_terms(trace, plat.optimizers[optimizer])
+            runs.append(((int(amp), int(dropout), int(bias)), scenario, raws))
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -286,7 +296,7 @@ class _Raw:
         return (self.name, self.module, self.kind)
 
 
-def _raw_terms(trace: Trace) -> list[_Raw]:
+def _raw_terms(trace: Trace, step_location: str) -> list[_Raw]:
     """One raw term per storage saved (fp32 parameters excluded) or labelled, then the state."""
     saves: dict[int, list[Save]] = {}
     storages: dict[int, Storage] = {}
@@ -300,7 +310,7 @@ def _raw_terms(trace: Trace) -> list[_Raw]:
         saves.setdefault(id(storage), [])
         storages[id(storage)] = storage
     raws = [_storage_term(storages[key], group) for key, group in saves.items()]
-    return raws + _state_terms(trace)
+    return raws + _state_terms(trace, step_location)
 
 
 def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
@@ -325,10 +335,9 @@ def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
     )
 
 
-def _state_terms(trace: Trace) -> list[_Raw]:
+def _state_terms(trace: Trace, step_location: str) -> list[_Raw]:
     """Parameters, gradients and AdamW state, split into the per-block part and the rest."""
     raws = []
-    step_location = trace.platform.adamw_step_location
     for module in (BLOCK, "transformer"):
         params = [p for p in trace.params.values() if _in_block(p.name) == (module == BLOCK)]
         numel = sum((p.numel for p in params), sympy.Integer(0))

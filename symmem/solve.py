@@ -151,9 +151,7 @@ def largest(
         raise ConfigError("missing sizes: " + ", ".join(missing))
     budget_bytes = parse_bytes(budget)
     report.kernel_for(config)
-    memory, fixed, closed = _prepared(
-        report.platform.name, report.attention, quantity, symbol, multiple_of, config
-    )
+    memory, fixed, closed = _prepared(_key(report), quantity, symbol, multiple_of, config)
     k = multiple_of
     if budget_bytes < fixed:
         raise BudgetError(
@@ -188,8 +186,7 @@ def largest(
         next_value=value + k,
         bytes_at_next=memory(value + k),
         closed_form=_closed_symbolic(
-            report.platform.name,
-            report.attention,
+            _key(report),
             quantity,
             symbol,
             k,
@@ -237,18 +234,23 @@ def _search(
     return low
 
 
+def _key(report: Report) -> tuple[str, str, str]:
+    """What identifies a report in :func:`build_report`'s cache."""
+    return (report.platform.name, report.attention, report.optimizer)
+
+
 @lru_cache(maxsize=256)
 def _prepared(
-    platform: str, attention: str, quantity: str, symbol: str, multiple_of: int, config: Config
+    key: tuple[str, str, str], quantity: str, symbol: str, multiple_of: int, config: Config
 ) -> tuple[Callable[[int], int], int, sympy.Expr | None]:
     """Compiled memory of the symbol, its fixed part, and the closed form at this config."""
-    report = build_report(platform, attention)
+    report = build_report(*key)
     values = {s: v for s, v in config.values().items() if s != SYMBOLS[symbol]}
     expr = quantity_expr(report, quantity).xreplace(values)
     memory = compile_exact(expr, (SYMBOLS[symbol],))
     fixed = int(_generic(expr).xreplace({SYMBOLS[symbol]: sympy.Integer(0)}))
     context = _context(report, quantity, symbol, config)
-    closed = _closed_symbolic(platform, attention, quantity, symbol, multiple_of, *context)
+    closed = _closed_symbolic(key, quantity, symbol, multiple_of, *context)
     closed_here = None if closed is None else closed.xreplace(values).doit()
     return memory, fixed, closed_here
 
@@ -277,8 +279,7 @@ def _piecewises(expr: sympy.Expr) -> list[sympy.Piecewise]:
 
 @lru_cache(maxsize=256)
 def _closed_symbolic(
-    platform: str,
-    attention: str,
+    key: tuple[str, str, str],
     quantity: str,
     symbol: str,
     multiple_of: int,
@@ -290,7 +291,7 @@ def _closed_symbolic(
     The switches take their values and each Piecewise its branch first (see :func:`_context`):
     which terms exist, and so the degree in the symbol, depends on them.
     """
-    expr = quantity_expr(build_report(platform, attention), quantity)
+    expr = quantity_expr(build_report(*key), quantity)
     chosen = dict(zip(_piecewises(expr), branches, strict=True))
     expr = expr.xreplace({p: p.args[i][0] for p, i in chosen.items()}).xreplace(dict(switches))
     x = SYMBOLS[symbol]

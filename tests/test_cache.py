@@ -14,7 +14,7 @@ def test_cached_report_parts_round_trip(tmp_path, monkeypatch):
 
     def build():
         calls.append(1)
-        return _build_parts(get_platform("cpu"), "default")
+        return _build_parts(get_platform("cpu"), "default", "forloop")
 
     first = cached("report-test", build)
     second = cached("report-test", build)

@@ -128,3 +128,20 @@ def test_fused_adamw_keeps_step_on_the_gpu():
     steps = [(t, b) for t, b in estimate.terms() if t.name == "AdamW-step"]
     assert all(t.location == "device" for t, _ in steps)
     assert sum(b for _, b in steps) == 4 * (6 * 2 + 3)  # 6 tensors a block, wte, wpe, ln_f
+
+
+@pytest.mark.parametrize(("optimizer", "location"),
+                         [("fused", "device"), ("foreach", "host"), ("forloop", "host")])
+def test_adamw_step_placement(optimizer, location):
+    # CUDA_FACTS: step is a host tensor unless fused=True (or capturable=True).
+    report = build_report("cuda", "efficient", optimizer)
+    estimate = report.at(Config(B=1, S=8, D=16, NH=2, V=10, L=2))
+    steps = [t for t, _ in estimate.terms() if t.name == "AdamW-step"]
+    assert {t.location for t in steps} == {location}
+    host = estimate.totals["host"] - 2 * 16  # the efficient kernel's philox seed and offset
+    assert host == (4 * (6 * 2 + 3) if location == "host" else 0)
+
+
+def test_unknown_optimizer():
+    with pytest.raises(KernelError, match="unknown optimizer 'sgd'"):
+        build_report("cuda", "efficient", "sgd")

@@ -110,3 +110,13 @@ def test_check_script_quick_grid_on_cpu(tmp_path):
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 8 * 3  # shapes x switch combinations x (default, flash, math)
     assert "| match |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("optimizer", ["forloop", "foreach", "fused"])
+def test_each_adamw_implementation_matches(optimizer):
+    from symmem.validate import assert_matches
+    from symmem.validate.measure import measure
+
+    config = Config(B=2, S=17, D=24, NH=3, V=50, L=2, amp=True, bias=True)
+    estimate = build_report("cpu", "default", optimizer).at(config)
+    assert_matches(estimate, measure(config, device="cpu", optimizer=optimizer))

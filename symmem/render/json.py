@@ -17,6 +17,7 @@ def estimate_dict(estimate: Estimate) -> dict[str, Any]:
         "platform": report.platform.name,
         "attention": estimate.kernel,
         "attention_requested": report.attention,
+        "optimizer": report.optimizer,
         "param_count": estimate.param_count,
         "terms": [
             {

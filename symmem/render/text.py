@@ -19,7 +19,8 @@ def estimate_table(estimate: Estimate) -> str:
     lines = [
         f"symmem estimate: {sizes}  {switches}",
         f"platform {report.platform.name}, attention {estimate.kernel}"
-        + (f" (from {report.attention!r})" if report.attention != estimate.kernel else ""),
+        + (f" (from {report.attention!r})" if report.attention != estimate.kernel else "")
+        + f", {report.optimizer} AdamW",
         f"parameters: {estimate.param_count:,}",
         "",
     ]

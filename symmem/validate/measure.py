@@ -209,9 +209,18 @@ def _module_pattern(module: str) -> tuple[str, int | None]:
 
 
 def measure(
-    config: Config, *, device: str = "cpu", attention: str = "default", seed: int = 0
+    config: Config,
+    *,
+    device: str = "cpu",
+    attention: str = "default",
+    optimizer: str = "default",
+    seed: int = 0,
 ) -> Measurement:
-    """Run one training step of nanoGPT for ``config`` and measure every term."""
+    """Run one training step of nanoGPT for ``config`` and measure every term.
+
+    ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
+    on CUDA, PyTorch's own default elsewhere).
+    """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
     torch.manual_seed(seed)
@@ -228,8 +237,12 @@ def measure(
         )
     ).to(dev)
     model.train()
-    optimizer = model.configure_optimizers(
-        weight_decay=0.1, learning_rate=6e-4, fused=True if dev.type == "cuda" else None
+    if optimizer == "default":
+        optimizer = "fused" if dev.type == "cuda" else "default"
+    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
+    fused, foreach = flags.get(optimizer, (None, None))
+    adamw = model.configure_optimizers(
+        weight_decay=0.1, learning_rate=6e-4, fused=fused, foreach=foreach
     )
     idx = torch.randint(0, config.V, (config.B, config.S), device=dev)
     targets = torch.randint(0, config.V, (config.B, config.S), device=dev)
@@ -265,9 +278,9 @@ def measure(
     used_kernel = _kernel_used(terms)
     hook_bytes = sum(packed.values())
     loss.backward()
-    optimizer.step()
+    adamw.step()
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
-    terms += _state_terms(model, optimizer, dev)
+    terms += _state_terms(model, adamw, dev)
     totals = _totals(terms, config.L)
     param_count = sum(p.numel() for p in model.parameters())
     return Measurement(

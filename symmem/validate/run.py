@@ -68,6 +68,7 @@ def run_validation(
     attention: str,
     as_json: bool,
     max_bytes: int | None,
+    optimizer: str = "default",
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise."""
     platform = platform or device
@@ -75,7 +76,8 @@ def run_validation(
         raise SymmemError(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
-    estimate = build_report(platform, attention).at(config)
+    report = build_report(platform, attention, optimizer)
+    estimate = report.at(config)
     check_size(estimate, device, max_bytes)
     warning = check_torch_version(platform)
     if warning:
@@ -84,7 +86,9 @@ def run_validation(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        measurement = measure(config, device=device, attention=attention)
+        measurement = measure(
+            config, device=device, attention=attention, optimizer=report.optimizer
+        )
     comparison = compare(estimate, measurement)
     if as_json:
         print(
