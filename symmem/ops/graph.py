@@ -26,11 +26,20 @@ from symmem.ops.nodes import NODES
 if TYPE_CHECKING:
     from symmem.platforms import AttentionKernel, Platform
 
-__all__ = ["Param", "Save", "Scenario", "Storage", "Tensor", "Trace", "UndecidedPredicateError"]
+__all__ = [
+    "DEVICE",
+    "HOST",
+    "ROOT",
+    "Param",
+    "Save",
+    "Scenario",
+    "Storage",
+    "Tensor",
+    "Trace",
+    "UndecidedPredicateError",
+]
 
 Shape = tuple[sympy.Expr, ...]
-
-__all__ += ["DEVICE", "HOST"]
 
 
 class Storage:
