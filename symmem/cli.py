@@ -1,4 +1,4 @@
-"""The ``symmem`` command line: ``estimate`` and ``validate``.
+"""The ``symmem`` command line: ``estimate``, ``solve``, ``latex`` and ``validate``.
 
 Every error symmem raises on purpose becomes one line on stderr and exit status 2.
 """
@@ -61,6 +61,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="SDPA backend; default: the one PyTorch picks on the platform",
     )
+    parser.add_argument(
+        "--optimizer",
+        choices=("default", "fused", "foreach", "forloop"),
+        default="default",
+        help="AdamW implementation; default: what nanoGPT runs (fused on CUDA, for-loop on CPU)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -85,7 +91,7 @@ def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Con
 
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    estimate = build_report(args.platform or "cuda", args.attention).at(config)
+    estimate = build_report(args.platform or "cuda", args.attention, args.optimizer).at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate), indent=2))
     else:
@@ -95,7 +101,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _solve(args: argparse.Namespace) -> int:
     config = config_from_args(args, solved=args.solve_for)
-    report = build_report(args.platform or "cuda", args.attention)
+    report = build_report(args.platform or "cuda", args.attention, args.optimizer)
     solution = largest(
         report,
         config,
@@ -127,6 +133,44 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latex(args: argparse.Namespace) -> int:
+    from symmem.render import latex
+
+    if args.json:
+        raise ConfigError("symmem latex prints LaTeX: --json does not apply")
+    config = config_from_args(args)
+    report = build_report(args.platform or "cuda", args.attention, args.optimizer)
+    report.kernel_for(config)
+    options: dict[str, Any] = {
+        "symbols": latex.symbol_set(args.symbols),
+        "switches": config if args.fix_switches else None,
+    }
+    if args.what == "term":
+        terms = [
+            t
+            for t in report.terms
+            if args.term in (None, t.name) and args.module in (None, t.module)
+        ]
+        if not terms:
+            raise ConfigError(
+                f"no term named {args.term!r}"
+                + (f" in module {args.module!r}" if args.module else "")
+                + ": symmem estimate lists them"
+            )
+        for term in terms:
+            print(f"{latex.inline(term, **options)}  % {term.name} ({term.module})")
+    elif args.what in ("block", "total"):
+        key = "block" if args.what == "block" else args.total or "total"
+        print(latex.total(report, key, collect=args.collect, **options))
+    elif args.what == "breakdown":
+        print(latex.breakdown(report, args.total or "block", by=args.by, **options))
+    elif args.what == "table":
+        print(latex.table(report, config, args.total or "total", by=args.by, **options))
+    else:
+        print(latex.document(report, config, **options), end="")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("torch") is None:
         raise SymmemError(
@@ -141,6 +185,7 @@ def _validate(args: argparse.Namespace) -> int:
         device=args.device,
         platform=args.platform,
         attention=args.attention,
+        optimizer=args.optimizer,
         as_json=args.json,
         max_bytes=args.max_bytes,
     )
@@ -182,6 +227,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(solve)
     solve.set_defaults(run=_solve)
+    tex = sub.add_parser(
+        "latex",
+        help="LaTeX for papers: a term, a total, a breakdown, a table or a whole document",
+        description="Formulas are symbolic in the sizes; the switches stay symbolic unless "
+        "--fix-switches. A table or a document also gives bytes at the config.",
+    )
+    _add_config_flags(tex)
+    tex.add_argument(
+        "--what",
+        choices=("term", "block", "total", "breakdown", "table", "document"),
+        default="document",
+        help="term: formulas of terms (all, or --term/--module); block: one block's total; "
+        "total: a total (--total); breakdown: an align* of a total's terms; table: a booktabs "
+        "table with bytes; document: a standalone document (default)",
+    )
+    tex.add_argument(
+        "--symbols",
+        default="default",
+        metavar="SET",
+        help="symbol names: default (B, S, D, n_head, V, L) or paper (b, s, h, a, v, L)",
+    )
+    tex.add_argument(
+        "--total",
+        default=None,
+        metavar="KEY",
+        help="which total for --what total, breakdown or table (default: total; block for "
+        "breakdown)",
+    )
+    tex.add_argument(
+        "--by",
+        choices=("term", "module"),
+        default="term",
+        help="one line or row per term (default) or per module",
+    )
+    tex.add_argument("--term", default=None, metavar="NAME", help="--what term: this term only")
+    tex.add_argument(
+        "--module", default=None, metavar="MODULE", help="--what term: terms of this module only"
+    )
+    tex.add_argument(
+        "--collect",
+        choices=("B", "S", "D", "NH", "V", "L"),
+        default=None,
+        help="--what total or block: collect the total in powers of this size",
+    )
+    tex.add_argument(
+        "--fix-switches",
+        action="store_true",
+        help="substitute the config's AMP, DROPOUT and BIAS into the formulas",
+    )
+    tex.set_defaults(run=_latex)
     validate = sub.add_parser("validate", help="compare the estimate with PyTorch, term by term")
     _add_config_flags(validate)
     validate.add_argument(

@@ -81,6 +81,11 @@ class Term:
     def key(self) -> tuple[str, str]:
         return (self.name, self.module)
 
+    def _repr_latex_(self) -> str:
+        from symmem.render.latex import term_repr_latex
+
+        return term_repr_latex(self)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -113,6 +118,11 @@ class Report:
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
         return self.totals[kind]
+
+    def _repr_latex_(self) -> str:
+        from symmem.render.latex import report_repr_latex
+
+        return report_repr_latex(self)
 
     @cached_property
     def compiled(self) -> CompiledReport:
@@ -166,6 +176,11 @@ class Estimate:
     term_bytes: tuple[int, ...]
     totals: Mapping[str, int]
     param_count: int
+
+    def _repr_html_(self) -> str:
+        from symmem.render.html import estimate_html
+
+        return estimate_html(self)
 
     def terms(self, *, nonzero: bool = True) -> Iterator[tuple[Term, int]]:
         """``(term, bytes)`` pairs, leaving out terms worth zero bytes here unless asked."""

@@ -1,1 +1,1 @@
-"""Renderers: the same report as a text table or as JSON."""
+"""Renderers: the same report as a text table, JSON, LaTeX or HTML."""

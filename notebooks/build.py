@@ -1,0 +1,327 @@
+"""Write the notebooks of this folder from their cells below, and execute them in place.
+
+    python notebooks/build.py            # every notebook
+    python notebooks/build.py tour       # one
+
+The notebooks are committed with their outputs, so that readers see results without running
+them; ``tests/test_notebooks.py`` executes each again and checks that the committed outputs are
+the ones it gets. Edit the cells here, not in the .ipynb files, then run this script.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+
+Cell = tuple[str, str]  # ("md" | "py", source)
+
+
+def md(text: str) -> Cell:
+    return ("md", text.strip("\n"))
+
+
+def py(text: str) -> Cell:
+    return ("py", text.strip("\n"))
+
+
+TOUR: list[Cell] = [
+    md("""
+# A tour of symmem
+
+Every tensor PyTorch keeps while training nanoGPT is a **term**: a SymPy expression in the sizes
+`B` (batch), `S` (sequence), `D` (hidden), `NH` (heads), `V` (vocabulary), `L` (blocks), with the
+0/1 switches `AMP`, `DROPOUT` and `BIAS`. This notebook goes from terms to totals, to LaTeX, to
+exact bytes at a config.
+"""),
+    py("""
+from IPython.display import HTML, Latex, Math
+
+from symmem import Config, build_report
+from symmem.render import latex
+from symmem.render.html import estimate_html
+
+report = build_report("cuda", "efficient")  # the rules of PyTorch on CUDA, switches symbolic
+len(report.terms)
+"""),
+    md("""
+## Terms
+
+A term knows the autograd node that saves it, the module that made it, its category and its
+bytes. A per-layer term is one block's; `term.formula` counts all `L` blocks.
+"""),
+    py("""
+for term in report.terms[3:10]:
+    print(f"{term.name:40} {term.module:30} {term.layer_formula}")
+"""),
+    py("""
+gelu = next(t for t in report.terms if t.module.endswith("mlp.gelu"))
+Math(latex.formula(gelu))
+"""),
+    md("""
+## Totals
+
+The totals are sums of terms, written as papers write them: a polynomial in the sizes whose
+coefficients show the switches. `(64 - 28 AMP + 2 DROPOUT)` reads "64 bytes per `B S D` in fp32,
+28 fewer under mixed precision, 2 more with dropout".
+"""),
+    py("""
+print(report.total("block"))
+"""),
+    py("""
+Math(latex.total(report, "block"))
+"""),
+    md("""
+All of them at once: a `Report` shows this in Jupyter (its `_repr_latex_`); here it is asked for
+explicitly.
+"""),
+    py("""
+Latex(latex.report_repr_latex(report))
+"""),
+    md("""
+## LaTeX
+
+The same formulas with the names of the Megatron-LM papers (`b, s, h, a, v, L`), or any others:
+names change in the printer, never by editing strings.
+"""),
+    py("""
+print(latex.total(report, "block", symbols="paper"))
+print(latex.total(report, "block", symbols={"NH": "n_h"}))
+print(latex.total(report, "block", symbols="paper", switches=Config(amp=True, dropout=False)))
+"""),
+    md("""
+## Evaluate
+
+A config with every size gives exact bytes. An `Estimate` shows itself as this table in Jupyter
+(its `_repr_html_`).
+"""),
+    py("""
+config = Config(B=8, S=256, D=384, NH=6, V=8192, L=4, amp=True, dropout=True)
+estimate = report.at(config)
+estimate.totals["total"], estimate.param_count
+"""),
+    py("""
+HTML(estimate_html(estimate))
+"""),
+]
+
+PAPER: list[Cell] = [
+    md("""
+# Formulas for a paper: GPT-2 small
+
+GPT-2 small: `D = 768`, `NH = 12`, `L = 12`, `V = 50257`, `S = 1024`, biases on. Training with
+bf16 autocast and dropout, batch 8, on CUDA with the memory-efficient attention kernel. Every
+piece below is LaTeX to paste into a paper (amsmath and booktabs); `symmem latex` prints the same.
+"""),
+    py("""
+from IPython.display import Math
+
+from symmem import Config, build_report
+from symmem.render import latex
+
+report = build_report("cuda")
+gpt2 = Config(B=8, S=1024, D=768, NH=12, V=50257, L=12, amp=True, dropout=True, bias=True)
+"""),
+    md("""
+## One block, in the papers' names
+
+Korthikanti et al. write the activations of one block as `sbh(34 + 5as/h)` for fp16 training
+with their attention; symmem's block for this kernel, switches symbolic, then at this config:
+"""),
+    py("""
+Math(latex.total(report, "block", symbols="paper"))
+"""),
+    py("""
+Math(latex.total(report, "block", symbols="paper", switches=gpt2))
+"""),
+    md("""
+## The breakdown
+
+One line per module, the sum in paper form at the end (`alignat*`; `by="term"` gives one line
+per saved tensor):
+"""),
+    py("""
+print(latex.breakdown(report, "block", by="module", symbols="paper", switches=gpt2))
+"""),
+    md("""
+## The table
+
+Term, module, formula and bytes at the config (booktabs). `environment="longtable"` breaks a
+long one across pages.
+"""),
+    py("""
+print(latex.table(report, gpt2, "block", symbols="paper", switches=gpt2))
+"""),
+    md("""
+## A whole document
+
+`latex.document` (or `symmem latex --what document`) writes a standalone article: the symbols,
+every total, the block term by term and the table of every term. It compiles with `pdflatex`.
+"""),
+    py("""
+document = latex.document(report, gpt2, symbols="paper")
+print(document[:document.index(r"\\subsection*{Totals}")])
+"""),
+]
+
+SIZING: list[Cell] = [
+    md("""
+# Sizing: the largest batch and sequence for several GPUs
+
+`symmem.solve.largest` finds the largest B (or S, or L) whose memory fits a budget, exactly:
+memory at the answer fits, memory at the next value does not. The model is GPT-2 small trained
+with bf16 autocast and AdamW on CUDA (memory-efficient attention). The budget is the whole card;
+leave headroom for the CUDA context, the allocator and the temporaries of the backward pass.
+"""),
+    py("""
+import matplotlib.pyplot as plt
+
+from symmem import Config, build_report
+from symmem.plot import batch_plot, sequence_plot
+from symmem.solve import largest
+
+report = build_report("cuda")
+model = dict(D=768, NH=12, V=50257, L=12, amp=True, dropout=False, bias=True)
+gpus = {"RTX 4090": "24GiB", "A100 40GB": "40GiB", "H100 80GB": "80GiB", "H200": "141GB"}
+"""),
+    md("""
+## Largest batch at S = 1024, largest sequence (a multiple of 64) at B = 8
+"""),
+    py("""
+print(f"{'GPU':10} {'budget':>8} {'largest B':>10} {'largest S':>10}")
+for gpu, budget in gpus.items():
+    b = largest(report, Config(S=1024, **model), "B", budget)
+    s = largest(report, Config(B=8, **model), "S", budget, multiple_of=64)
+    print(f"{gpu:10} {budget:>8} {b.value:>10} {s.value:>10}")
+"""),
+    md("""
+Memory is linear in B for this kernel, so the batch has a closed form, a floor of an expression
+in the other sizes and the budget `M`:
+"""),
+    py("""
+largest(report, Config(S=1024, **model), "B", "80GiB")
+"""),
+    md("""
+## Memory against the batch size
+
+Stacked by category; the dashed line is the budget, the dot the largest batch that fits.
+"""),
+    py("""
+batch_plot(report, Config(S=1024, **model), budget="80GiB")
+plt.show()
+"""),
+    md("""
+## Memory against the sequence length
+
+At B = 8 on a 24 GiB card. The parameters grow with S too (the position embedding has S rows).
+"""),
+    py("""
+sequence_plot(report, Config(B=8, **model), budget="24GiB", multiple_of=64)
+plt.show()
+"""),
+]
+
+VALIDATION: list[Cell] = [
+    md("""
+# Validation against PyTorch
+
+symmem's CPU rules are measured: one real training step of nanoGPT in PyTorch (2.13, CPU), every
+tensor autograd saves found by its storage, plus parameters, gradients and AdamW state, compared
+term by term with the estimate. Here for small configs, so it runs in seconds on a laptop; the
+same runs in the test suite over a larger grid. Needs `pip install 'symmem[torch]'`.
+"""),
+    py("""
+import torch
+
+from symmem import Config, build_report
+from symmem.validate import assert_matches, compare
+from symmem.validate.measure import measure
+
+torch.__version__
+"""),
+    py("""
+config = Config(B=2, S=64, D=64, NH=4, V=128, L=2, amp=False, dropout=True, bias=True)
+estimate = build_report("cpu").at(config)
+comparison = compare(estimate, measure(config))
+print(comparison.table())
+"""),
+    md("""
+`compare` pairs terms by name and module; `assert_matches` raises with the table when anything
+differs, for use in your own tests. Each switch combination, with the kernel PyTorch picks:
+"""),
+    py("""
+for amp in (False, True):
+    for dropout in (False, True):
+        for bias in (False, True):
+            config = Config(B=2, S=32, D=32, NH=2, V=64, L=1, amp=amp, dropout=dropout, bias=bias)
+            estimate = build_report("cpu").at(config)
+            assert_matches(estimate, measure(config))
+            print(f"amp={amp:d} dropout={dropout:d} bias={bias:d}: {estimate.kernel:5} "
+                  f"{estimate.totals['total']:>9,} bytes, every term equal")
+"""),
+    md("""
+The math attention path saves the attention matrix, quadratic in S, and switches a reshape at
+B = 1; both are in the formulas and both are measured:
+"""),
+    py("""
+report = build_report("cpu", "math")
+for B in (1, 2):
+    config = Config(B=B, S=48, D=32, NH=2, V=64, L=1, dropout=True)
+    assert_matches(report.at(config), measure(config, attention="math"))
+    print(f"B={B}: {report.at(config).totals['activations']:,} bytes of activations, equal")
+"""),
+]
+
+NOTEBOOKS = {
+    "tour": TOUR,
+    "paper_formulas": PAPER,
+    "sizing": SIZING,
+    "validation": VALIDATION,
+}
+
+
+def notebook(cells: list[Cell]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    for index, (kind, source) in enumerate(cells):
+        new = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
+        cell = new(source)
+        cell["id"] = f"cell-{index}"  # stable ids: a rebuild changes only what changed
+        nb.cells.append(cell)
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, *, cwd: Path = HERE) -> nbformat.NotebookNode:
+    """Run every cell with the python3 kernel of this interpreter; raises on an error."""
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=600,
+        record_timing=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute()
+    return nb
+
+
+def main(names: list[str]) -> int:
+    for name in names or list(NOTEBOOKS):
+        nb = execute(notebook(NOTEBOOKS[name]))
+        nb.metadata.pop("widgets", None)
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
