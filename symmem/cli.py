@@ -188,6 +188,7 @@ def _validate(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         as_json=args.json,
         max_bytes=args.max_bytes,
+        timeline=args.timeline,
     )
 
 
@@ -291,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="refuse configs whose estimate exceeds N bytes (default: half the free memory)",
+    )
+    validate.add_argument(
+        "--timeline",
+        action="store_true",
+        help="also run nanoGPT's training loop and print live memory phase by phase (measured)",
     )
     validate.set_defaults(run=_validate)
     return parser

@@ -25,7 +25,14 @@ from symmem.ops.graph import DEVICE, HOST, ROOT
 from symmem.report import CATEGORIES, TOTALS
 from symmem.validate.nanogpt import GPT, GPTConfig
 
-__all__ = ["MeasuredTerm", "Measurement", "measure"]
+__all__ = [
+    "MeasuredTerm",
+    "Measurement",
+    "build_adamw",
+    "build_model",
+    "kernel_context",
+    "measure",
+]
 
 _BLOCK = re.compile(r"^transformer\.h\.(\d+)(?=\.|$)")
 
@@ -208,6 +215,44 @@ def _module_pattern(module: str) -> tuple[str, int | None]:
     return "transformer.h.*" + module[match.end() :], int(match.group(1))
 
 
+def build_model(config: Config, dev: torch.device) -> GPT:
+    """nanoGPT for ``config`` on ``dev``, in training mode (dropout 0.1 when dropout is on)."""
+    assert config.B and config.S and config.D and config.NH and config.V and config.L
+    model = GPT(
+        GPTConfig(
+            block_size=config.S,
+            vocab_size=config.V,
+            n_layer=config.L,
+            n_head=config.NH,
+            n_embd=config.D,
+            dropout=0.1 if config.dropout else 0.0,
+            bias=config.bias,
+        )
+    ).to(dev)
+    model.train()
+    return model
+
+
+def build_adamw(model: GPT, optimizer: str, dev: torch.device) -> torch.optim.AdamW:
+    """nanoGPT's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default`` (fused on CUDA, as
+    nanoGPT asks; PyTorch's own choice elsewhere)."""
+    if optimizer == "default" and dev.type == "cuda":
+        optimizer = "fused"
+    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
+    fused, foreach = flags.get(optimizer, (None, None))
+    return model.configure_optimizers(
+        weight_decay=0.1, learning_rate=6e-4, fused=fused, foreach=foreach
+    )
+
+
+def kernel_context(attention: str) -> contextlib.AbstractContextManager[Any]:
+    """Forces an SDPA backend, or nothing for ``default``."""
+    if attention == "default":
+        return contextlib.nullcontext()
+    backend = getattr(torch.nn.attention.SDPBackend, _BACKENDS[attention])
+    return torch.nn.attention.sdpa_kernel(backend)
+
+
 def measure(
     config: Config,
     *,
@@ -225,25 +270,8 @@ def measure(
     assert config.B and config.S and config.D and config.NH and config.V and config.L
     torch.manual_seed(seed)
     dev = torch.device(device)
-    model = GPT(
-        GPTConfig(
-            block_size=config.S,
-            vocab_size=config.V,
-            n_layer=config.L,
-            n_head=config.NH,
-            n_embd=config.D,
-            dropout=0.1 if config.dropout else 0.0,
-            bias=config.bias,
-        )
-    ).to(dev)
-    model.train()
-    if optimizer == "default":
-        optimizer = "fused" if dev.type == "cuda" else "default"
-    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
-    fused, foreach = flags.get(optimizer, (None, None))
-    adamw = model.configure_optimizers(
-        weight_decay=0.1, learning_rate=6e-4, fused=fused, foreach=foreach
-    )
+    model = build_model(config, dev)
+    adamw = build_adamw(model, optimizer, dev)
     idx = torch.randint(0, config.V, (config.B, config.S), device=dev)
     targets = torch.randint(0, config.V, (config.B, config.S), device=dev)
     params = {_storage_key(p) for p in model.parameters()}
@@ -263,14 +291,12 @@ def measure(
     autocast = (
         torch.autocast(dev.type, dtype=torch.bfloat16) if config.amp else contextlib.nullcontext()
     )
-    kernel = (
-        contextlib.nullcontext()
-        if attention == "default"
-        else torch.nn.attention.sdpa_kernel(
-            getattr(torch.nn.attention.SDPBackend, _BACKENDS[attention])
-        )
-    )
-    with kernel, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast, tagger:
+    with (
+        kernel_context(attention),
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        autocast,
+        tagger,
+    ):
         logits, loss = model(idx, targets)
     tagger.remove()
 
