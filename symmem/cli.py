@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from symmem.config import SIZE_NAMES, Config
-from symmem.errors import ConfigError, SymmemError
+from symmem.errors import ConfigError, KernelError, SymmemError
+from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
 from symmem.platforms import PLATFORMS
 from symmem.render.json import estimate_dict
 from symmem.render.text import estimate_table
-from symmem.report import build_report
+from symmem.report import Report, build_report
 from symmem.solve import SOLVABLE, largest
+from symmem.units import format_bytes
 
 __all__ = ["main"]
 
@@ -56,10 +58,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help="PyTorch build whose rules apply (default: cuda)",
     )
     parser.add_argument(
+        "--gpu",
+        default=None,
+        metavar="NAME",
+        help="a GPU preset (implies --platform cuda): its architecture decides the kernel "
+        f"--attention default picks and which kernels can run; one of {', '.join(GPUS)}",
+    )
+    parser.add_argument(
         "--attention",
         choices=_KERNELS,
         default="default",
-        help="SDPA backend; default: the one PyTorch picks on the platform",
+        help="SDPA backend; default: the one PyTorch picks on the platform (and --gpu)",
     )
     parser.add_argument(
         "--optimizer",
@@ -89,9 +98,23 @@ def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Con
     return Config(**values)
 
 
+def _platform(args: argparse.Namespace) -> str:
+    """The platform the flags ask for: cuda unless --platform says otherwise; --gpu needs cuda."""
+    if args.gpu is not None and args.platform not in (None, "cuda"):
+        raise KernelError(
+            f"--gpu {args.gpu} is a CUDA GPU: it cannot go with --platform {args.platform} "
+            "(leave --platform out, or give cuda)"
+        )
+    return str(args.platform or "cuda")
+
+
+def _report(args: argparse.Namespace) -> Report:
+    return build_report(_platform(args), args.attention, args.optimizer, args.gpu)
+
+
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    estimate = build_report(args.platform or "cuda", args.attention, args.optimizer).at(config)
+    estimate = _report(args).at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate), indent=2))
     else:
@@ -101,12 +124,24 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _solve(args: argparse.Namespace) -> int:
     config = config_from_args(args, solved=args.solve_for)
-    report = build_report(args.platform or "cuda", args.attention, args.optimizer)
+    report = _report(args)
+    budget: str | int
+    if args.budget is not None:
+        budget, budget_source = args.budget, "--budget"
+    elif args.gpu is not None:
+        gpu = get_gpu(args.gpu)
+        budget = gpu_budget(gpu)
+        budget_source = (
+            f"{gpu.name}: {gpu.memory_bytes:,} B ({format_bytes(gpu.memory_bytes)}) less "
+            f"{CUDA_CONTEXT_MARGIN:,} B ({format_bytes(CUDA_CONTEXT_MARGIN)}) for the CUDA context"
+        )
+    else:
+        raise ConfigError("give a --budget, or a --gpu whose memory is the budget")
     solution = largest(
         report,
         config,
         args.solve_for,
-        args.budget,
+        budget,
         multiple_of=args.multiple_of,
         upper=args.max,
         quantity=args.quantity,
@@ -115,10 +150,15 @@ def _solve(args: argparse.Namespace) -> int:
         data = {
             **solution.as_dict(),
             "platform": report.platform.name,
+            "gpu": args.gpu and get_gpu(args.gpu).name,
+            "budget_source": budget_source,
             "attention": report.kernel_for(solution.config),
+            "kernel_reason": report.kernel_reason(solution.config),
         }
         print(json.dumps(data, indent=2))
     else:
+        if args.budget is None:
+            print(f"budget: {budget_source}")
         print(solution)
         if solution.limited_by != "budget":
             print(f"(limited by the {solution.limited_by} {args.max})")
@@ -139,7 +179,7 @@ def _latex(args: argparse.Namespace) -> int:
     if args.json:
         raise ConfigError("symmem latex prints LaTeX: --json does not apply")
     config = config_from_args(args)
-    report = build_report(args.platform or "cuda", args.attention, args.optimizer)
+    report = _report(args)
     report.kernel_for(config)
     options: dict[str, Any] = {
         "symbols": latex.symbol_set(args.symbols),
@@ -180,11 +220,16 @@ def _validate(args: argparse.Namespace) -> int:
     from symmem.validate.run import run_validation
 
     config = config_from_args(args)
+    attention = args.attention
+    if args.gpu is not None:
+        # The measurement runs the kernel the preset predicts, by name: whether PyTorch's own
+        # dispatcher agrees on this machine is not what validate checks.
+        attention = _report(args).kernel_for(config)
     return run_validation(
         config,
         device=args.device,
-        platform=args.platform,
-        attention=args.attention,
+        platform=args.platform or ("cuda" if args.gpu else None),
+        attention=attention,
         optimizer=args.optimizer,
         as_json=args.json,
         max_bytes=args.max_bytes,
@@ -205,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--for", dest="solve_for", choices=SOLVABLE, required=True, help="the symbol to solve for"
     )
     solve.add_argument(
-        "--budget", required=True, help="bytes, or a number with a unit: 80GB, 80GiB, 1.5e10"
+        "--budget",
+        default=None,
+        help="bytes, or a number with a unit: 80GB, 80GiB, 1.5e10; without it, --gpu's memory "
+        f"less {format_bytes(CUDA_CONTEXT_MARGIN)} for the CUDA context (with both, --budget wins)",
     )
     solve.add_argument(
         "--multiple-of",

@@ -8,13 +8,14 @@ measured on an H200 (``shared/CUDA_FACTS.md``), or read from PyTorch's source.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 import sympy
 
 from symmem.dtypes import BFLOAT16, DEVICE, HOST, INT64, UINT64, DType
 from symmem.errors import KernelError
+from symmem.gpus import GPU, get_gpu
 
 __all__ = ["PLATFORMS", "AttentionKernel", "Platform", "RngField", "get_platform"]
 
@@ -71,13 +72,21 @@ class AttentionKernel:
     supports_dropout: bool = True
     evidence: str = ""
 
+    def limit(self, *, amp: bool, dropout: bool) -> str | None:
+        """What keeps this kernel from running with the given switches, or ``None``."""
+        if self.half_only and not amp:
+            return "needs 16-bit inputs"
+        if dropout and not self.supports_dropout:
+            return "cannot apply dropout"
+        return None
+
     def refuses(self, *, amp: bool, dropout: bool) -> str | None:
         """Why this kernel cannot run with the given switches, or ``None`` if it can."""
-        if self.half_only and not amp:
-            return f"{self.name} attention needs 16-bit inputs: turn on AMP"
-        if dropout and not self.supports_dropout:
-            return f"{self.name} attention cannot apply dropout: turn dropout off"
-        return None
+        limit = self.limit(amp=amp, dropout=dropout)
+        if limit is None:
+            return None
+        remedy = "turn on AMP" if self.half_only and not amp else "turn dropout off"
+        return f"{self.name} attention {limit}: {remedy}"
 
 
 MATH = AttentionKernel(
@@ -106,6 +115,8 @@ class Platform:
             its per-parameter ``step`` tensors live.
         default_optimizer: The implementation nanoGPT's training runs with on this platform.
         evidence: Where the platform's rules come from.
+        gpu: The GPU preset, if one is given: it sets ``default_order`` and refuses kernels its
+            architecture cannot run (see :mod:`symmem.gpus`).
     """
 
     name: str
@@ -117,14 +128,28 @@ class Platform:
     optimizers: Mapping[str, str]
     default_optimizer: str
     evidence: str
+    gpu: GPU | None = None
+
+    @property
+    def where(self) -> str:
+        """The platform's name, with the GPU's where one is given (``cuda (h200, sm90)``)."""
+        return self.name if self.gpu is None else f"{self.name} ({self.gpu.name}, {self.gpu.sm})"
 
     def kernel(self, requested: str, *, amp: bool, dropout: bool) -> AttentionKernel:
         """The kernel that runs for ``requested`` (a name or ``default``), or a KernelError."""
+        return self.choose(requested, amp=amp, dropout=dropout)[0]
+
+    def choose(self, requested: str, *, amp: bool, dropout: bool) -> tuple[AttentionKernel, str]:
+        """The kernel that runs for ``requested`` and why, or a KernelError naming the kernels
+        that can run."""
         if requested == "default":
+            skipped: list[str] = []
             for name in self.default_order:
-                if self.kernels[name].refuses(amp=amp, dropout=dropout) is None:
-                    return self.kernels[name]
-            raise KernelError(f"no attention kernel on {self.name} runs with these switches")
+                limit = self._limit(name, amp=amp, dropout=dropout, default=True)
+                if limit is None:
+                    return self.kernels[name], self._reason(name, skipped, amp=amp, dropout=dropout)
+                skipped.append(f"{name} skipped: {limit}")
+            raise KernelError(f"no attention kernel on {self.where} runs with these switches")
         if requested not in self.kernels:
             allowed = ", ".join(["default", *self.kernels])
             raise KernelError(
@@ -132,10 +157,44 @@ class Platform:
                 f"(allowed: {allowed})"
             )
         kernel = self.kernels[requested]
+        limit = None
+        if self.gpu is not None:
+            limit = self.gpu.limit(requested, amp=amp, dropout=dropout, default=False)
         reason = kernel.refuses(amp=amp, dropout=dropout)
-        if reason is not None:
+        if limit is not None:
+            reason = f"{requested} attention {limit}"
+        if reason is None:
+            return kernel, f"{requested} was asked for"
+        if self.gpu is None:
             raise KernelError(f"{reason} (platform {self.name})")
-        return kernel
+        runs = [n for n in self.kernels if self._limit(n, amp=amp, dropout=dropout) is None]
+        precision = f"{self.half.name} autocast" if amp else "fp32"
+        raise KernelError(
+            f"{reason} (allowed on {self.gpu.name} in {precision}: {', '.join(['default', *runs])})"
+        )
+
+    def _limit(self, name: str, *, amp: bool, dropout: bool, default: bool = False) -> str | None:
+        """Why kernel ``name`` does not run here, or ``None``: what the GPU cannot run first,
+        then what the kernel cannot, then the GPU's skips when PyTorch chooses."""
+        limits = [self.kernels[name].limit(amp=amp, dropout=dropout)]
+        if self.gpu is not None:
+            limits.insert(0, self.gpu.limit(name, amp=amp, dropout=dropout, default=False))
+            limits.append(self.gpu.limit(name, amp=amp, dropout=dropout, default=default))
+        return next((limit for limit in limits if limit is not None), None)
+
+    def _reason(self, chosen: str, skipped: list[str], *, amp: bool, dropout: bool) -> str:
+        """Why ``default`` resolves to ``chosen``: the order tried, then what was skipped."""
+        order = ", ".join(self.default_order)
+        if self.gpu is not None:
+            head = f"{self.gpu.name} is {self.gpu.sm}, where PyTorch tries {order}"
+            head += f" ({self.gpu.order_reason})"
+        elif self.name == "cuda":
+            head = f"No GPU preset: the reference notebook's order, {order}"
+        else:
+            head = f"On {self.name}, PyTorch tries {order}"
+        case = f"under {self.half.name} autocast" if amp else "in fp32"
+        case += " with dropout" if dropout else " without dropout"
+        return f"{head}. {case[0].upper()}{case[1:]}: {'; '.join([*skipped, f'{chosen} runs'])}."
 
     def optimizer(self, requested: str) -> str:
         """The AdamW implementation for ``requested`` (a name or ``default``)."""
@@ -228,9 +287,22 @@ CUDA = Platform(
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({"cpu": CPU, "cuda": CUDA})
 
 
-def get_platform(name: str) -> Platform:
-    """The platform called ``name``, or a KernelError naming the allowed ones."""
+def get_platform(name: str, gpu: str | None = None) -> Platform:
+    """The platform called ``name``, on the GPU preset ``gpu`` if given, or a KernelError naming
+    the allowed ones.
+
+    A GPU makes ``default`` resolve as PyTorch's dispatcher does there (:mod:`symmem.gpus`):
+
+    >>> get_platform("cuda", gpu="h200").default_order
+    ('cudnn', 'flash', 'efficient', 'math')
+    """
     try:
-        return PLATFORMS[name]
+        platform = PLATFORMS[name]
     except KeyError:
         raise KernelError(f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})") from None
+    if gpu is None:
+        return platform
+    preset = get_gpu(gpu)
+    if platform is not CUDA:
+        raise KernelError(f"GPU {preset.name!r} needs the cuda platform, not {name!r}")
+    return replace(platform, default_order=preset.sdpa_order, gpu=preset)

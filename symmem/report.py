@@ -92,7 +92,7 @@ class Report:
     """Every term of one platform and attention choice, with switches symbolic.
 
     Attributes:
-        platform: The platform's rules.
+        platform: The platform's rules (with the GPU preset, ``platform.gpu``, if one is given).
         attention: The attention choice (a kernel name or ``default``).
         optimizer: The AdamW implementation (``fused``, ``foreach`` or ``forloop``).
         terms: The terms, in forward order.
@@ -141,6 +141,20 @@ class Report:
         # Let the platform say why, in its own words.
         self.platform.kernel(self.attention, amp=config.amp, dropout=config.dropout)
         raise KernelError(f"attention {self.attention!r} cannot run with this config")
+
+    def kernel_reason(self, config: Config) -> str:
+        """Why :meth:`kernel_for` gives the kernel it gives for ``config``, in one line.
+
+        >>> from symmem import Config
+        >>> report = build_report("cuda", gpu="h200")
+        >>> print(report.kernel_reason(Config.notebook().with_(dropout=False)))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        h200 is sm90, where PyTorch tries cudnn, flash, efficient, math
+        (check_prefer_cudnn_attention puts cuDNN first on sm90 and sm100).
+        Under bfloat16 autocast without dropout: cudnn runs.
+        """
+        self.kernel_for(config)
+        return self.platform.choose(self.attention, amp=config.amp, dropout=config.dropout)[1]
 
     def at(self, config: Config) -> Estimate:
         """Exact bytes of every term and total for a complete config."""
@@ -209,17 +223,23 @@ def _totals(terms: Sequence[Term]) -> dict[str, sympy.Expr]:
 
 @cache
 def build_report(
-    platform: str = "cuda", attention: str = "default", optimizer: str = "default"
+    platform: str = "cuda",
+    attention: str = "default",
+    optimizer: str = "default",
+    gpu: str | None = None,
 ) -> Report:
     """The report of ``platform`` with ``attention`` (a kernel name or ``default``) and
-    ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there).
+    ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there), on the GPU
+    preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
+    which kernels can run).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
     """
-    plat = get_platform(platform)
+    plat = get_platform(platform, gpu)
     adamw = plat.optimizer(optimizer)
+    where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
     parts = cached(
-        f"report-{platform}-{attention}-{adamw}", lambda: _build_parts(plat, attention, adamw)
+        f"report-{where}-{attention}-{adamw}", lambda: _build_parts(plat, attention, adamw)
     )
     terms, kernels, fixed, totals, param_count, evaluator = parts
     return Report(

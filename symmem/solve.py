@@ -40,6 +40,8 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
+_Key = tuple[str, str, str, str | None]
+
 
 @dataclass(frozen=True)
 class Solution:
@@ -234,14 +236,15 @@ def _search(
     return low
 
 
-def _key(report: Report) -> tuple[str, str, str]:
+def _key(report: Report) -> _Key:
     """What identifies a report in :func:`build_report`'s cache."""
-    return (report.platform.name, report.attention, report.optimizer)
+    gpu = report.platform.gpu
+    return (report.platform.name, report.attention, report.optimizer, gpu.name if gpu else None)
 
 
 @lru_cache(maxsize=256)
 def _prepared(
-    key: tuple[str, str, str], quantity: str, symbol: str, multiple_of: int, config: Config
+    key: _Key, quantity: str, symbol: str, multiple_of: int, config: Config
 ) -> tuple[Callable[[int], int], int, sympy.Expr | None]:
     """Compiled memory of the symbol, its fixed part, and the closed form at this config."""
     report = build_report(*key)
@@ -279,7 +282,7 @@ def _piecewises(expr: sympy.Expr) -> list[sympy.Piecewise]:
 
 @lru_cache(maxsize=256)
 def _closed_symbolic(
-    key: tuple[str, str, str],
+    key: _Key,
     quantity: str,
     symbol: str,
     multiple_of: int,

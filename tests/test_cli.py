@@ -226,3 +226,97 @@ def test_validate_exits_1_and_marks_a_difference(capsys, monkeypatch):
     status, out, _ = run(capsys, "validate", *SMALL)
     assert status == 1
     assert "<-- differs" in out and "DIFFERS in 1 rows" in out
+
+
+# -- GPU presets (--gpu) ------------------------------------------------------------------------
+
+
+def test_gpu_default_estimate_equals_the_kernel_it_picks(capsys):
+    # h200 (sm90) under AMP without dropout: cuDNN first (check_prefer_cudnn_attention).
+    flags = ("--amp", "--no-dropout", "--json")
+    status, out, _ = run(capsys, "estimate", "--gpu", "h200", *flags)
+    assert status == 0
+    data = json.loads(out)
+    assert (data["platform"], data["gpu"], data["attention"]) == ("cuda", "h200", "cudnn")
+    assert data["attention_requested"] == "default"
+    assert data["kernel_reason"].startswith("h200 is sm90, where PyTorch tries cudnn, flash")
+    status, out, _ = run(capsys, "estimate", "--attention", "cudnn", *flags)
+    explicit = json.loads(out)
+    assert explicit["gpu"] is None and explicit["kernel_reason"] == "cudnn was asked for"
+    assert data["totals"] == explicit["totals"]
+    # Formulas differ (the cudnn report fixes AMP = 1); bytes do not.
+    assert [(t["name"], t["module"], t["bytes"]) for t in data["terms"]] == [
+        (t["name"], t["module"], t["bytes"]) for t in explicit["terms"]
+    ]
+
+
+def test_gpu_text_names_the_kernel_and_why(capsys):
+    status, out, _ = run(capsys, "estimate", "--gpu", "a100-80gb")
+    assert status == 0
+    assert "platform cuda (a100-80gb, sm80), attention flash (from 'default')" in out
+    assert "kernel: a100-80gb is sm80, where PyTorch tries flash, efficient, math, cudnn" in out
+
+
+def test_solve_budget_from_a_gpu(capsys):
+    sizes = ("--S", "1024", "--D", "768", "--NH", "12", "--V", "50257", "--L", "12", "--amp")
+    status, out, _ = run(capsys, "solve", "--for", "B", "--gpu", "h100-80gb", *sizes, "--json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["budget_bytes"] == 85_045_477_376 - 2**30
+    assert data["gpu"] == "h100-80gb" and data["attention"] == "cudnn"
+    assert data["bytes_at_value"] <= data["budget_bytes"] < data["bytes_at_next"]
+    status, out, _ = run(capsys, "solve", "--for", "B", "--gpu", "h100-80gb", *sizes)
+    assert out.startswith(
+        "budget: h100-80gb: 85,045,477,376 B (79.20 GiB) less 1,073,741,824 B (1.00 GiB) "
+        "for the CUDA context\n"
+    )
+    # An explicit budget wins over the GPU's.
+    argv = ("solve", "--for", "B", "--gpu", "h100-80gb", "--budget", "40GiB", *sizes, "--json")
+    status, out, _ = run(capsys, *argv)
+    assert json.loads(out)["budget_bytes"] == 40 * 2**30
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["estimate", "--gpu", "h300"],
+            "symmem: error: unknown GPU 'h300' (allowed: a100-40gb, a100-80gb, h100-80gb, h200, "
+            "l4, rtx-4090, rtx-3090, t4)",
+        ),
+        (
+            ["estimate", "--gpu", "t4", "--attention", "flash"],
+            "symmem: error: flash attention runs on sm80 to sm121 only "
+            "(check_flash_attention_hardware_support), and t4 is sm75 "
+            "(allowed on t4 in bfloat16 autocast: default, math)",
+        ),
+        (
+            ["estimate", "--gpu", "h200", "--attention", "cudnn", "--no-amp"],
+            "symmem: error: cudnn attention needs 16-bit inputs: turn on AMP "
+            "(allowed on h200 in fp32: default, efficient, math)",
+        ),
+        (
+            ["estimate", "--platform", "cpu", "--gpu", "h200"],
+            "symmem: error: --gpu h200 is a CUDA GPU: it cannot go with --platform cpu "
+            "(leave --platform out, or give cuda)",
+        ),
+        (
+            ["solve", "--for", "B"],
+            "symmem: error: give a --budget, or a --gpu whose memory is the budget",
+        ),
+        (
+            ["latex", "--gpu", "rtx-3090", "--attention", "flash", "--no-amp"],
+            "symmem: error: flash attention needs 16-bit inputs: turn on AMP "
+            "(allowed on rtx-3090 in fp32: default, efficient, math)",
+        ),
+    ],
+)
+def test_gpu_bad_input_exits_2(capsys, argv, message):
+    status, _, err = run(capsys, *argv)
+    assert (status, err) == (2, message + "\n")
+
+
+@needs_torch
+def test_validate_with_a_gpu_needs_the_cuda_device(capsys):
+    status, _, err = run(capsys, "validate", *SMALL, "--gpu", "h200")
+    assert status == 2 and "--platform cuda rules cannot be checked on --device cpu" in err

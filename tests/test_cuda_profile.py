@@ -130,8 +130,9 @@ def test_fused_adamw_keeps_step_on_the_gpu():
     assert sum(b for _, b in steps) == 4 * (6 * 2 + 3)  # 6 tensors a block, wte, wpe, ln_f
 
 
-@pytest.mark.parametrize(("optimizer", "location"),
-                         [("fused", "device"), ("foreach", "host"), ("forloop", "host")])
+@pytest.mark.parametrize(
+    ("optimizer", "location"), [("fused", "device"), ("foreach", "host"), ("forloop", "host")]
+)
 def test_adamw_step_placement(optimizer, location):
     # CUDA_FACTS: step is a host tensor unless fused=True (or capturable=True).
     report = build_report("cuda", "efficient", optimizer)

@@ -53,8 +53,14 @@ def test_validate_timeline_json(capsys):
     assert main([*argv, "--timeline", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     phases = data["measured"]["timeline"]
-    assert [p["phase"] for p in phases] == ["forward", "next_batch", "backward", "clip", "step",
-                                           "zero_grad"]
+    assert [p["phase"] for p in phases] == [
+        "forward",
+        "next_batch",
+        "backward",
+        "clip",
+        "step",
+        "zero_grad",
+    ]
     totals = data["predicted"]["totals"]
     between = totals["params"] + totals["optimizer"] + totals["inputs"] + totals["logits"] + 4
     assert phases[0]["start"] == between == phases[-1]["end"]

@@ -33,7 +33,7 @@ def estimate_html(estimate: Estimate) -> str:
     kernel = estimate.kernel
     requested = "" if report.attention == kernel else f" (requested: {report.attention})"
     caption = (
-        f"symmem estimate: {sizes}; {switches}; {report.platform.name}, attention "
+        f"symmem estimate: {sizes}; {switches}; {report.platform.where}, attention "
         f"{kernel}{requested}; {estimate.param_count:,} parameters"
     )
     head = ("term", "module", "kind", "formula (whole model)", "bytes", "")

@@ -15,8 +15,10 @@ def estimate_dict(estimate: Estimate) -> dict[str, Any]:
     return {
         "config": estimate.config.as_dict(),
         "platform": report.platform.name,
+        "gpu": None if report.platform.gpu is None else report.platform.gpu.name,
         "attention": estimate.kernel,
         "attention_requested": report.attention,
+        "kernel_reason": report.kernel_reason(estimate.config),
         "optimizer": report.optimizer,
         "param_count": estimate.param_count,
         "terms": [

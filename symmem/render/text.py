@@ -18,9 +18,10 @@ def estimate_table(estimate: Estimate) -> str:
     report = estimate.report
     lines = [
         f"symmem estimate: {sizes}  {switches}",
-        f"platform {report.platform.name}, attention {estimate.kernel}"
+        f"platform {report.platform.where}, attention {estimate.kernel}"
         + (f" (from {report.attention!r})" if report.attention != estimate.kernel else "")
         + f", {report.optimizer} AdamW",
+        f"kernel: {report.kernel_reason(config)}",
         f"parameters: {estimate.param_count:,}",
         "",
     ]
