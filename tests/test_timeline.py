@@ -64,3 +64,14 @@ def test_validate_timeline_json(capsys):
     totals = data["predicted"]["totals"]
     between = totals["params"] + totals["optimizer"] + totals["inputs"] + totals["logits"] + 4
     assert phases[0]["start"] == between == phases[-1]["end"]
+
+
+def test_check_script_records_timelines(tmp_path):
+    import json
+
+    from symmem.validate.cuda_check import main
+
+    assert main(["--device", "cpu", "--grid", "quick", "--out", str(tmp_path), "--timeline"]) == 0
+    cases = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    matched = [c for c in cases if c["status"] == "match"]
+    assert matched and all(len(c["timeline"]) == 6 for c in matched)

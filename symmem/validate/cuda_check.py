@@ -53,18 +53,26 @@ def _cases(device: str, grid: str) -> Iterator[tuple[Config, str]]:
         yield Config(**shape, amp=amp, dropout=dropout, bias=bias), kernel
 
 
-def run_grid(device: str, grid: str, out: Path) -> dict[str, Any]:
-    """Run every case, write ``results.jsonl`` and ``summary.md``; return the summary counts."""
+def run_grid(
+    device: str, grid: str, out: Path, *, gpu: str | None = None, timeline: bool = False
+) -> dict[str, Any]:
+    """Run every case, write ``results.jsonl`` and ``summary.md``; return the summary counts.
+
+    ``gpu`` names the preset whose rules predict ``default`` (:mod:`symmem.gpus`). With
+    ``timeline`` each matching case also runs nanoGPT's training loop and records live memory
+    phase by phase and ``max_memory_allocated`` over that step (data for the peak model).
+    """
     import torch
 
     from symmem.validate.measure import measure
+    from symmem.validate.timeline import measure_timeline
 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for config, kernel in _cases(device, grid):
         case: dict[str, Any] = {"config": config.as_dict(), "attention": kernel}
         try:
-            estimate = build_report(device, kernel).at(config)
+            estimate = build_report(device, kernel, gpu=gpu).at(config)
         except KernelError as error:
             case |= {"status": "refused", "reason": str(error)}
             results.append(case)
@@ -90,6 +98,15 @@ def run_grid(device: str, grid: str, out: Path) -> dict[str, Any]:
             "max_memory_allocated": measurement.peak_allocated,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if timeline and comparison.match:
+            steps = measure_timeline(config, device=device, attention=kernel)
+            case["timeline"] = [
+                {"phase": p.name, "start": p.start, "end": p.end, "peak": p.peak, "at": p.at}
+                for p in steps.phases
+            ]
+            case["timeline_max_memory_allocated"] = steps.max_memory_allocated
+            if device == "cuda":
+                torch.cuda.empty_cache()
         results.append(case)
     with open(out / "results.jsonl", "w", encoding="utf-8") as handle:
         for case in results:
@@ -138,8 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     parser.add_argument("--grid", choices=tuple(GRIDS), default="full")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--gpu", default=None, help="GPU preset whose rules predict 'default'")
+    parser.add_argument("--timeline", action="store_true", help="also record live memory by phase")
     args = parser.parse_args(argv)
-    header = run_grid(args.device, args.grid, args.out)
+    header = run_grid(args.device, args.grid, args.out, gpu=args.gpu, timeline=args.timeline)
     print(json.dumps(header))
     return 0 if header["differs"] == 0 and header["torch-error"] == 0 else 1
 
