@@ -108,7 +108,8 @@ def test_check_script_quick_grid_on_cpu(tmp_path):
 
     assert main(["--device", "cpu", "--grid", "quick", "--out", str(tmp_path)]) == 0
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 2 * 8 * 3  # shapes x switch combinations x (default, flash, math)
+    # shapes x switch combinations x ((default, flash, math) kernels + 3 AdamW implementations)
+    assert len(lines) == 2 * 8 * (3 + 3)
     assert "| match |" in (tmp_path / "summary.md").read_text()
 
 

@@ -45,12 +45,15 @@ GRIDS: dict[str, tuple[dict[str, int], ...]] = {
 }
 
 
-def _cases(device: str, grid: str) -> Iterator[tuple[Config, str]]:
-    kernels = ("default", *get_platform(device).kernels)
-    for shape, (amp, dropout, bias), kernel in itertools.product(
-        GRIDS[grid], itertools.product((False, True), repeat=3), kernels
+def _cases(device: str, grid: str) -> Iterator[tuple[Config, str, str]]:
+    """Every kernel with the default AdamW, and every AdamW with the default kernel."""
+    platform = get_platform(device)
+    choices = [(kernel, "default") for kernel in ("default", *platform.kernels)]
+    choices += [("default", optimizer) for optimizer in platform.optimizers]
+    for shape, (amp, dropout, bias), (kernel, optimizer) in itertools.product(
+        GRIDS[grid], itertools.product((False, True), repeat=3), choices
     ):
-        yield Config(**shape, amp=amp, dropout=dropout, bias=bias), kernel
+        yield Config(**shape, amp=amp, dropout=dropout, bias=bias), kernel, optimizer
 
 
 def run_grid(
@@ -69,17 +72,23 @@ def run_grid(
 
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for config, kernel in _cases(device, grid):
-        case: dict[str, Any] = {"config": config.as_dict(), "attention": kernel}
+    for config, kernel, optimizer in _cases(device, grid):
+        case: dict[str, Any] = {
+            "config": config.as_dict(),
+            "attention": kernel,
+            "optimizer": optimizer,
+        }
         try:
-            estimate = build_report(device, kernel, gpu=gpu).at(config)
+            estimate = build_report(device, kernel, optimizer, gpu=gpu).at(config)
         except KernelError as error:
             case |= {"status": "refused", "reason": str(error)}
             results.append(case)
             continue
         started = time.perf_counter()
         try:
-            measurement = measure(config, device=device, attention=kernel)
+            measurement = measure(
+                config, device=device, attention=kernel, optimizer=estimate.report.optimizer
+            )
         except RuntimeError as error:  # a kernel torch cannot run here
             case |= {"status": "torch-error", "reason": str(error).splitlines()[0]}
             results.append(case)
@@ -99,7 +108,9 @@ def run_grid(
             "seconds": round(time.perf_counter() - started, 3),
         }
         if timeline and comparison.match:
-            steps = measure_timeline(config, device=device, attention=kernel)
+            steps = measure_timeline(
+                config, device=device, attention=kernel, optimizer=estimate.report.optimizer
+            )
             case["timeline"] = [
                 {"phase": p.name, "start": p.start, "end": p.end, "peak": p.peak, "at": p.at}
                 for p in steps.phases
@@ -132,8 +143,8 @@ def _write_summary(path: Path, header: dict[str, Any], results: Sequence[dict[st
     lines = [f"# {key}: {value}" for key, value in header.items()]
     lines += [
         "",
-        "| config | attention | status | kernel | max_memory_allocated | differences |",
-        "|---|---|---|---|---|---|",
+        "| config | attention | AdamW | status | kernel | max_memory_allocated | differences |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in results:
         c = case["config"]
@@ -144,8 +155,8 @@ def _write_summary(path: Path, header: dict[str, Any], results: Sequence[dict[st
         )
         kernel = f"{case.get('kernel_predicted', '')}/{case.get('kernel_measured', '')}"
         lines.append(
-            f"| {shape} | {case['attention']} | {case['status']} | {kernel} | "
-            f"{case.get('max_memory_allocated')} | {diffs or case.get('reason', '')} |"
+            f"| {shape} | {case['attention']} | {case['optimizer']} | {case['status']} | "
+            f"{kernel} | {case.get('max_memory_allocated')} | {diffs or case.get('reason', '')} |"
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
