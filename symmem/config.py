@@ -82,6 +82,12 @@ class Config:
         known = {SYMBOLS[n]: sympy.Integer(v) for n, v in self.sizes().items() if v is not None}
         return known | {s: sympy.Integer(v) for s, v in self.switches().items()}
 
+    def arguments(self) -> tuple[int, ...]:
+        """Sizes then switches (0/1), in the order of ``SIZES + SWITCHES``; every size needed."""
+        self.require_complete()
+        sizes = tuple(v for v in self.sizes().values() if v is not None)
+        return (*sizes, int(self.amp), int(self.dropout), int(self.bias))
+
     @property
     def missing(self) -> tuple[str, ...]:
         """Names of the sizes left symbolic."""

@@ -189,7 +189,7 @@ class CompiledReport:
         """Every total at a complete config."""
         config.require_complete()
         self.report.kernel_for(config)
-        values = (*config.sizes().values(), int(config.amp), int(config.dropout), int(config.bias))
+        values = config.arguments()
         result: dict[str, int] = self._scalar(*values)
         return result
 

@@ -160,7 +160,7 @@ class Report:
         """Exact bytes of every term and total for a complete config."""
         config.require_complete()
         kernel = self.kernel_for(config)
-        values = (*config.sizes().values(), int(config.amp), int(config.dropout), int(config.bias))
+        values = config.arguments()
         results = self._evaluate(*values)
         n = len(self.terms)
         totals = dict(zip(self.totals, results[n:-1], strict=True))
@@ -425,10 +425,12 @@ def _combine(
             dtypes.setdefault(raw.key, {}).setdefault(combo[0], set()).add(raw.dtype)
             saved_by.setdefault(raw.key, {}).update(dict.fromkeys(raw.saved_by))
     predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
+    # Each run's bytes by term, looked up once per term and outcome below.
+    sized = [(combo, scenario, {r.key: r.nbytes for r in raws}) for combo, scenario, raws in runs]
     terms = []
     for key in order:
         raw = first[key]
-        formula = _formula(key, runs, free, predicates)
+        formula = _formula(key, sized, free, predicates)
         terms.append(
             Term(
                 name=raw.name,
@@ -447,7 +449,9 @@ def _combine(
 
 def _formula(
     key: tuple[str, str, str],
-    runs: Sequence[tuple[tuple[int, int, int], Scenario, list[_Raw]]],
+    runs: Sequence[
+        tuple[tuple[int, int, int], Scenario, Mapping[tuple[str, str, str], sympy.Expr]]
+    ],
     free: Sequence[int],
     predicates: Sequence[sympy.Basic],
 ) -> sympy.Expr:
@@ -455,13 +459,13 @@ def _formula(
     branches: dict[tuple[bool, ...], sympy.Expr] = {}
     for outcome in itertools.product((True, False), repeat=len(predicates)):
         total = sympy.Integer(0)
-        for combo, scenario, raws in runs:
+        for combo, scenario, sizes in runs:
             if any(
                 scenario.decided(p) not in (None, v)
                 for p, v in zip(predicates, outcome, strict=True)
             ):
                 continue
-            nbytes = next((r.nbytes for r in raws if r.key == key), sympy.Integer(0))
+            nbytes = sizes.get(key, sympy.Integer(0))
             indicator = sympy.Mul(*(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free))
             total += indicator * nbytes
         branches[outcome] = tidy_term(total)
