@@ -1,29 +1,33 @@
 """Measure live memory through one training step of nanoGPT, phase by phase.
 
-:func:`measure_timeline` runs nanoGPT's training loop (``train.py``: forward with the loss,
-fetch the next batch, backward, optional gradient clipping, AdamW step, ``zero_grad(set_to_none=
-True)``) in its steady state: a first step has already created the optimizer state, and the
-previous step's ``logits`` and ``loss`` are still held by the loop's variables when the forward
-starts, as they are in nanoGPT.
+:func:`measure_timeline` runs nanoGPT's training loop (``train.py``: forward with the loss divided
+by the gradient-accumulation steps, fetch the next batch, backward, optional gradient clipping,
+AdamW step, ``zero_grad(set_to_none=True)``) in its steady state: a first step has already
+created the optimizer state, and the previous step's ``logits`` and ``loss`` are still held by
+the loop's variables when the forward starts, as they are in nanoGPT.
 
-Live memory is the sum of the live tensor storages of the step: every storage allocated by an
-operator during the step (seen by a ``TorchDispatchMode``, released when a weak reference to the
-storage fires) plus the ones alive when the step starts (parameters, optimizer state, the batch,
-the previous logits and loss). Each storage counts its exact byte size once, however many tensors
-view it. The result gives, for each phase, the live bytes at its start and end, its peak and the
-operator at which the peak was reached; on CUDA also ``torch.cuda.max_memory_allocated``.
+The allocations come from PyTorch's profiler (``profile_memory=True``), which reports every
+allocation and free of the device's allocator without changing what the program does. (A
+``TorchDispatchMode`` would: while one is active, the autograd engine never accumulates
+gradients in place, so it measures a different program.) Profiling starts before the model is
+built, so every live storage is known.
+
+Live memory counts the storages that operators return: an allocation made inside an operator
+and freed before the operator returns (a kernel's scratch buffer) is counted separately, as
+``scratch``, and allocations made outside any operator (Python numbers wrapped as 0-dim
+tensors) are not counted. "Operator" means one the dispatcher runs after composite operators
+are decomposed: ``mm``, not ``linear``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.profiler import ProfilerActivity, profile, record_function
 
 from symmem.config import Config
 from symmem.validate.measure import build_adamw, build_model, kernel_context
@@ -32,6 +36,8 @@ __all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
 
 #: The phases of one step, in order.
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
+
+_MARK = "symmem:"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,9 @@ class Phase:
         start: Live bytes when the phase starts.
         end: Live bytes when it ends.
         peak: The most live bytes at any point in it.
-        at: The operator after whose outputs the peak was reached (``start`` if never above).
+        at: The operator whose output reached the peak (``start`` if never above the start).
+        scratch: The most bytes above live memory that operators used as scratch in this
+            phase, together with the live bytes at that moment (the allocator's own peak).
     """
 
     name: str
@@ -51,6 +59,7 @@ class Phase:
     end: int
     peak: int
     at: str
+    scratch: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,47 +90,6 @@ class Timeline:
         return next(p for p in self.phases if p.name == name)
 
 
-class _LiveStorages(TorchDispatchMode):
-    """Counts the bytes of live storages, recording each phase's peak."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.current = 0
-        self.phase = ""
-        self.peak = 0
-        self.peak_at = "start"
-
-    def track(self, tensor: torch.Tensor) -> None:
-        storage = tensor.untyped_storage()
-        nbytes = storage.nbytes()
-        key = id(storage)
-        if nbytes == 0 or key in self.live:
-            return
-        self.live[key] = nbytes
-        self.current += nbytes
-        weakref.finalize(storage, self._release, key)
-
-    def _release(self, key: int) -> None:
-        self.current -= self.live.pop(key, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        out = func(*args, **(kwargs or {}))
-        for value in tree_flatten(out)[0]:
-            if isinstance(value, torch.Tensor):
-                self.track(value)
-        if self.current > self.peak:
-            self.peak, self.peak_at = self.current, str(func.overloadpacket.__name__)
-        return out
-
-    @contextlib.contextmanager
-    def measuring(self, name: str, phases: list[Phase]) -> Iterator[None]:
-        start = self.current
-        self.phase, self.peak, self.peak_at = name, start, "start"
-        yield
-        phases.append(Phase(name, start, self.current, max(self.peak, self.current), self.peak_at))
-
-
 def measure_timeline(
     config: Config,
     *,
@@ -138,13 +106,25 @@ def measure_timeline(
     config.require_complete()
     torch.manual_seed(seed)
     dev = torch.device(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities, profile_memory=True) as prof:
+        peak = _train(config, dev, attention, optimizer, grad_clip)
+    events = prof.profiler.kineto_results.experimental_event_tree()  # type: ignore[union-attr]
+    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu")
+    return Timeline(config, device, phases, peak)
+
+
+def _train(
+    config: Config, dev: torch.device, attention: str, optimizer: str, grad_clip: float
+) -> int | None:
+    """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
     model = build_model(config, dev)
     adamw = build_adamw(model, optimizer, dev)
     autocast = (
         torch.autocast(dev.type, dtype=torch.bfloat16) if config.amp else contextlib.nullcontext()
     )
-
-    B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked above
+    gradient_accumulation_steps = 1
+    B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
         return (
@@ -152,40 +132,121 @@ def measure_timeline(
             torch.randint(0, V, (B, S), device=dev),
         )
 
-    # The loop's variables, as train.py holds them: the batch, and the last logits and loss.
-    held: dict[str, torch.Tensor] = {}
+    held: dict[str, Any] = {}  # the loop's variables: X, Y, logits, loss
 
-    def one_step(mode: _LiveStorages | None, phases: list[Phase]) -> None:
-        def measuring(name: str) -> contextlib.AbstractContextManager[None]:
-            return mode.measuring(name, phases) if mode else contextlib.nullcontext()
+    def one_step(mark: str) -> None:
+        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
+            return record_function(mark + name) if mark else contextlib.nullcontext()
 
-        with measuring("forward"), autocast:
+        with phase("forward"), autocast:
             held["logits"], held["loss"] = model(held["X"], held["Y"])
-        with measuring("next_batch"):
+            held["loss"] = held["loss"] / gradient_accumulation_steps
+        with phase("next_batch"):
             held["X"], held["Y"] = get_batch()
-        with measuring("backward"):
+        with phase("backward"):
             held["loss"].backward()
-        with measuring("clip"):
+        with phase("clip"):
             if grad_clip != 0.0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        with measuring("step"):
+        with phase("step"):
             adamw.step()
-        with measuring("zero_grad"):
+        with phase("zero_grad"):
             adamw.zero_grad(set_to_none=True)
 
     held["X"], held["Y"] = get_batch()
     with kernel_context(attention):
-        one_step(None, [])  # the first step creates AdamW's state
-        mode = _LiveStorages()
-        state = [v for s in adamw.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
-        for tensor in (*model.parameters(), *state, *held.values()):
-            mode.track(tensor)
-        del tensor, state  # a loop variable would keep the last loss alive
+        one_step("")  # the first step creates AdamW's state
         if dev.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        phases: list[Phase] = []
-        with mode:
-            one_step(mode, phases)
-    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
-    return Timeline(config, device, tuple(phases), peak)
+        one_step(_MARK)
+    return torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
+
+
+@cache
+def _composite(name: str, overload: str) -> bool:
+    """Whether an aten operator decomposes before the dispatcher runs it (``linear``)."""
+    qualified = f"{name}.{overload}" if overload else name
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(
+            qualified, "CompositeImplicitAutograd"
+        )
+    except RuntimeError:  # not a registered operator
+        return False
+
+
+@dataclass
+class _Block:
+    """One allocation of the device's allocator."""
+
+    start: int
+    size: int
+    op: str
+    op_end: int
+    end: int | None = None
+
+
+def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
+    """Replays the profiler's allocation events into live bytes by phase."""
+    blocks: dict[int, _Block] = {}  # by ptr, while allocated
+    done: list[_Block] = []
+    marks: dict[str, tuple[int, int]] = {}
+
+    def walk(node: Any, op: Any) -> None:
+        name = node.name
+        if name.startswith(_MARK):
+            marks[name[len(_MARK) :]] = (node.start_time_ns, node.end_time_ns)
+        elif name.startswith("aten::") and op is None and not _composite(name, node.overload_name):
+            op = node
+        if name == "[memory]":
+            fields = node.extra_fields
+            if str(fields.device).split(":")[0] != device:
+                return
+            events.append((node.start_time_ns, fields.ptr, fields.alloc_size, op))
+        for child in node.children:
+            walk(child, op)
+
+    events: list[tuple[int, int, int, Any]] = []
+    for root in roots:
+        walk(root, None)
+    events.sort(key=lambda e: e[0])
+    for time, ptr, size, op in events:
+        if size > 0:
+            blocks[ptr] = _Block(
+                time, size, op.name[6:] if op else "", op.end_time_ns if op else time
+            )
+        elif ptr in blocks:
+            block = blocks.pop(ptr)
+            block.end = time
+            done.append(block)
+    done.extend(blocks.values())
+
+    # Live bytes: blocks that an operator returned. Scratch: blocks freed inside their operator.
+    deltas: list[tuple[int, int, int, str]] = []  # (time, live delta, scratch delta, op)
+    for block in done:
+        if not block.op:
+            continue
+        scratch = block.end is not None and block.end <= block.op_end
+        live, extra = (0, block.size) if scratch else (block.size, 0)
+        deltas.append((block.start, live, extra, block.op))
+        if block.end is not None:
+            deltas.append((block.end, -live, -extra, ""))
+    deltas.sort(key=lambda d: (d[0], d[1] > 0))
+
+    phases = []
+    index, live, scratch = 0, 0, 0
+    for name in PHASES:
+        begin, end = marks[name]
+        while index < len(deltas) and deltas[index][0] < begin:
+            live, scratch = live + deltas[index][1], scratch + deltas[index][2]
+            index += 1
+        start, peak, at, top = live, live, "start", live + scratch
+        while index < len(deltas) and deltas[index][0] <= end:
+            time, dl, ds, op = deltas[index]
+            live, scratch = live + dl, scratch + ds
+            index += 1
+            if live > peak:
+                peak, at = live, op
+            top = max(top, live + scratch)
+        phases.append(Phase(name, start, live, peak, at, top - peak))
+    return tuple(phases)
