@@ -109,7 +109,7 @@ def measure_timeline(
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities, profile_memory=True) as prof:
         peak = _train(config, dev, attention, optimizer, grad_clip)
-    events = prof.profiler.kineto_results.experimental_event_tree()  # type: ignore[union-attr]
+    events = prof.profiler.kineto_results.experimental_event_tree()
     phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu")
     return Timeline(config, device, phases, peak)
 
@@ -226,8 +226,8 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
     for block in done:
         if not block.op:
             continue
-        scratch = block.end is not None and block.end <= block.op_end
-        live, extra = (0, block.size) if scratch else (block.size, 0)
+        inside = block.end is not None and block.end <= block.op_end
+        live, extra = (0, block.size) if inside else (block.size, 0)
         deltas.append((block.start, live, extra, block.op))
         if block.end is not None:
             deltas.append((block.end, -live, -extra, ""))
@@ -242,7 +242,7 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
             index += 1
         start, peak, at, top = live, live, "start", live + scratch
         while index < len(deltas) and deltas[index][0] <= end:
-            time, dl, ds, op = deltas[index]
+            _, dl, ds, op = deltas[index]
             live, scratch = live + dl, scratch + ds
             index += 1
             if live > peak:
