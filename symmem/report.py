@@ -23,7 +23,7 @@ from symmem.config import Config
 from symmem.errors import KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
-from symmem.model.nanogpt import BLOCK, forward
+from symmem.model.nanogpt import BLOCK, batch, forward
 from symmem.ops.graph import (
     DEVICE,
     HOST,
@@ -306,7 +306,7 @@ def _explore(
         scenario = pending.pop()
         trace = Trace(platform, kernel, scenario)
         try:
-            forward(trace)
+            forward(trace, *batch(trace))
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue

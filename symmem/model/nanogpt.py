@@ -4,25 +4,39 @@ The transformer blocks are identical, so one block is traced (module ``transform
 terms count L times. ``forward`` also declares the parameters (the tied ``lm_head`` weight is
 ``transformer.wte.weight``) and labels the tensors that are terms of their own: the inputs and
 the logits.
+
+The code keeps nanoGPT's variables and temporaries (``x = x + self.attn(self.ln_1(x))``,
+``tok_emb`` and ``pos_emb`` living to the end of ``forward``), because Python frees symmem's
+symbolic tensors exactly when PyTorch frees the real ones: that is how :mod:`symmem.step` knows
+what is alive at every moment of the forward.
 """
 
 from __future__ import annotations
 
 from symmem import ops
-from symmem.dtypes import INT64
 from symmem.ops import Tensor, Trace
 from symmem.symbols import NH, B, D, S, V
 
-__all__ = ["BLOCK", "forward"]
+__all__ = ["BLOCK", "batch", "forward"]
 
 #: Module path of the traced block; terms under it are per layer.
 BLOCK = "transformer.h.*"
 
 
-def forward(t: Trace) -> None:
-    """``GPT.forward(idx, targets)`` in training mode, then the loss."""
-    idx = t.new((B, S), INT64, label="idx", kind="inputs")
-    targets = t.new((B, S), INT64, label="targets", kind="inputs")
+def batch(t: Trace) -> tuple[Tensor, Tensor]:
+    """``get_batch``: the token ids ``X`` and the targets ``Y``, (B, S) int64 each."""
+    from symmem.dtypes import INT64
+
+    return (
+        t.new((B, S), INT64, label="idx", kind="inputs"),
+        t.new((B, S), INT64, label="targets", kind="inputs"),
+    )
+
+
+def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """``GPT.forward(idx, targets)`` in training mode: returns ``(logits, loss)``."""
+    from symmem.dtypes import INT64
+
     pos = t.new((S,), INT64)  # torch.arange(0, t, dtype=torch.long)
     with t.module("transformer.wte"):
         tok_emb = ops.embedding(t, idx, t.param("weight", V, D))
@@ -30,52 +44,46 @@ def forward(t: Trace) -> None:
         pos_emb = ops.embedding(t, pos, t.param("weight", S, D))
     with t.module("transformer.drop"):
         x = ops.dropout(t, ops.add(t, tok_emb, pos_emb))
+    t.mark("block")
     with t.module(BLOCK):
         x = block(t, x)
+    t.mark("/block")
     with t.module("transformer.ln_f"):
         x = layer_norm(t, x)
     with t.module("lm_head"):
         logits = ops.linear(t, x, t.param("transformer.wte.weight"), None)  # weight tying
     t.label(logits, "logits", "logits")
-    ops.cross_entropy(t, logits.view(B * S, V), targets.view(B * S))
+    loss = ops.cross_entropy(t, logits.view(B * S, V), targets.view(B * S))
+    return logits, loss
 
 
 def block(t: Trace, x: Tensor) -> Tensor:
     """``Block.forward``: pre-LN attention and MLP, each added to the residual stream."""
-    with t.module("ln_1"):
-        h = layer_norm(t, x)
-    with t.module("attn"):
-        x = ops.add(t, x, attention(t, h))
-    with t.module("ln_2"):
-        h = layer_norm(t, x)
-    with t.module("mlp"):
-        return ops.add(t, x, mlp(t, h))
+    x = ops.add(t, x, attention(t, _submodule(t, "ln_1", layer_norm, x)))
+    x = ops.add(t, x, mlp(t, _submodule(t, "ln_2", layer_norm, x)))
+    return x
 
 
 def attention(t: Trace, x: Tensor) -> Tensor:
     """``CausalSelfAttention.forward``: fused c_attn split into q, k, v views, SDPA, c_proj."""
-    with t.module("c_attn"):
-        qkv = linear(t, x, D, 3 * D)
-    hs = D / NH
-    q, k, v = (qkv.slice_last(D).view(B, S, NH, hs).transpose(1, 2) for _ in range(3))
-    y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
-    y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
-    with t.module("c_proj"):
-        y = linear(t, y, D, D)
-    with t.module("resid_dropout"):
-        return ops.dropout(t, y)
+    with t.module("attn"):
+        q, k, v = ops.split(t, _submodule(t, "c_attn", linear, x, D, 3 * D), D, 3)
+        k = ops.heads(t, k, NH)
+        q = ops.heads(t, q, NH)
+        v = ops.heads(t, v, NH)
+        y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
+        y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
+        return _submodule(t, "resid_dropout", ops.dropout, _submodule(t, "c_proj", linear, y, D, D))
 
 
 def mlp(t: Trace, x: Tensor) -> Tensor:
     """``MLP.forward``: c_fc, GELU, c_proj, dropout."""
-    with t.module("c_fc"):
-        x = linear(t, x, D, 4 * D)
-    with t.module("gelu"):
-        x = ops.gelu(t, x)
-    with t.module("c_proj"):
-        x = linear(t, x, 4 * D, D)
-    with t.module("dropout"):
-        return ops.dropout(t, x)
+    with t.module("mlp"):
+        x = _submodule(t, "c_fc", linear, x, D, 4 * D)
+        x = _submodule(t, "gelu", ops.gelu, x)
+        x = _submodule(t, "c_proj", linear, x, 4 * D, D)
+        x = _submodule(t, "dropout", ops.dropout, x)
+        return x
 
 
 def layer_norm(t: Trace, x: Tensor) -> Tensor:
@@ -90,3 +98,9 @@ def linear(t: Trace, x: Tensor, n_in: object, n_out: object) -> Tensor:
     weight = t.param("weight", n_out, n_in)
     bias = t.param("bias", n_out) if t.scenario.bias else None
     return ops.linear(t, x, weight, bias)
+
+
+def _submodule(t: Trace, name: str, module: object, *args: object) -> Tensor:
+    """Calls ``module(t, *args)`` as the forward of submodule ``name``."""
+    with t.module(name):
+        return module(t, *args)  # type: ignore[operator,no-any-return]

@@ -1,22 +1,25 @@
-"""Per-op rules: symbolic tensors, the trace, and what each op saves for backward."""
+"""Symbolic tensors, the per-op rules of what autograd saves, and the backward engine."""
 
-from symmem.ops.attention import scaled_dot_product_attention
-from symmem.ops.graph import ROOT, Param, Save, Scenario, Storage, Tensor, Trace
+from symmem.ops.attention import heads, scaled_dot_product_attention
+from symmem.ops.graph import ROOT, Node, Param, Save, Scenario, Storage, Tensor, Trace
 from symmem.ops.layers import (
     add,
     contiguous,
     cross_entropy,
+    divide,
     dropout,
     embedding,
     gelu,
     layer_norm,
     linear,
+    split,
 )
 from symmem.ops.nodes import NODES
 
 __all__ = [
     "NODES",
     "ROOT",
+    "Node",
     "Param",
     "Save",
     "Scenario",
@@ -26,10 +29,13 @@ __all__ = [
     "add",
     "contiguous",
     "cross_entropy",
+    "divide",
     "dropout",
     "embedding",
     "gelu",
+    "heads",
     "layer_norm",
     "linear",
     "scaled_dot_product_attention",
+    "split",
 ]

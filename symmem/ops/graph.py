@@ -13,10 +13,11 @@ expressions in which the switches are symbols again.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sympy
 
@@ -30,6 +31,9 @@ __all__ = [
     "DEVICE",
     "HOST",
     "ROOT",
+    "Edge",
+    "Event",
+    "Node",
     "Param",
     "Save",
     "Scenario",
@@ -55,7 +59,7 @@ class Storage:
             ``param``), else ``None``.
     """
 
-    __slots__ = ("dtype", "kind", "label", "location", "module", "shape")
+    __slots__ = ("__weakref__", "dtype", "kind", "label", "location", "module", "shape")
 
     def __init__(
         self,
@@ -92,6 +96,8 @@ class Tensor:
         order: The dimensions from outermost to innermost in memory (a permutation).
         dense: Whether it covers its storage without gaps (a slice such as ``q`` of the fused
             ``c_attn`` output does not).
+        grad_fn: The autograd node that made it (views keep their base's), ``None`` for a leaf.
+        output_nr: Which output of ``grad_fn`` it is.
     """
 
     shape: Shape
@@ -99,6 +105,8 @@ class Tensor:
     storage: Storage
     order: tuple[int, ...] = ()
     dense: bool = True
+    grad_fn: Node | None = field(default=None, repr=False)
+    output_nr: int = 0
 
     def __post_init__(self) -> None:
         if not self.order:
@@ -115,12 +123,20 @@ class Tensor:
     def view(self, *shape: sympy.Expr | int) -> Tensor:
         """``view``/``split``-style reshaping over the same storage, in row-major order."""
         return Tensor(
-            tuple(sympy.sympify(s) for s in shape), self.dtype, self.storage, (), self.dense
+            tuple(sympy.sympify(s) for s in shape),
+            self.dtype,
+            self.storage,
+            (),
+            self.dense,
+            self.grad_fn,
+            self.output_nr,
         )
 
     def slice_last(self, size: sympy.Expr) -> Tensor:
         """One piece of ``split(size, dim=-1)``: a view with gaps between its rows."""
-        return Tensor((*self.shape[:-1], size), self.dtype, self.storage, self.order, False)
+        return Tensor(
+            (*self.shape[:-1], size), self.dtype, self.storage, self.order, False, self.grad_fn
+        )
 
     def transpose(self, i: int, j: int) -> Tensor:
         """``transpose(i, j)``: a view with two dimensions swapped."""
@@ -130,7 +146,69 @@ class Tensor:
         shape[i], shape[j] = shape[j], shape[i]
         swap = {i: j, j: i}
         order = tuple(swap.get(d, d) for d in self.order)
-        return Tensor(tuple(shape), self.dtype, self.storage, order, self.dense)
+        return Tensor(
+            tuple(shape), self.dtype, self.storage, order, self.dense, self.grad_fn, self.output_nr
+        )
+
+    @property
+    def edge(self) -> Edge | None:
+        """Where this tensor's gradient goes: its node's output slot, or its parameter."""
+        if self.grad_fn is not None:
+            return Edge(self.grad_fn, self.output_nr, None, self.shape, self.dtype)
+        if self.storage.kind == "param":
+            return Edge(None, 0, id(self.storage), self.shape, self.dtype)
+        return None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Where one input's gradient goes in backward.
+
+    Attributes:
+        node: The node that made the input, or ``None`` for a parameter.
+        slot: Which of that node's outputs the input is.
+        param: For a parameter, its storage's ``id`` (the key of its AccumulateGrad).
+        shape: The input's shape (its gradient's shape).
+        dtype: The input's dtype (the engine casts a gradient of another dtype to it).
+    """
+
+    node: Node | None
+    slot: int
+    param: int | None
+    shape: Shape
+    dtype: DType
+
+
+#: A gradient rule: gets the engine and the node's output gradients, returns input gradients.
+Backward = Callable[..., Sequence["Tensor | None"]]
+
+
+@dataclass(eq=False)
+class Node:
+    """One autograd node, as the engine runs it in backward.
+
+    Attributes:
+        name: PyTorch's class name of the node (the first one, where an op makes several).
+        module: The module whose forward made it.
+        order: Creation order; backward runs nodes in reverse order.
+        inputs: Where each input's gradient goes (``None`` for inputs without one).
+        saved: The storages it holds for backward; released when it has run.
+        backward: Allocates the input gradients, in PyTorch's order (see :mod:`symmem.ops.engine`).
+        outputs: How many outputs it has.
+    """
+
+    name: str
+    module: str
+    order: int
+    inputs: tuple[Edge | None, ...]
+    saved: list[Storage]
+    backward: Backward
+    outputs: int = 1
+
+
+#: One entry of a trace's event log: ``("alloc" | "free", storage id, bytes, location, what)``
+#: or ``("mark", 0, 0, "", name)``.
+Event = tuple[str, int, sympy.Expr, str, str]
 
 
 @dataclass(frozen=True)
@@ -231,8 +309,12 @@ class Trace:
     saves: list[Save] = field(default_factory=list)
     params: dict[str, Param] = field(default_factory=dict)
     labelled: list[Storage] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    events: list[Event] | None = None
+    op: str = ""
     _modules: list[str] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
     _casts: dict[tuple[int, str], Tensor] = field(default_factory=dict)
 
     # -- context -------------------------------------------------------------------------------
@@ -269,13 +351,40 @@ class Trace:
         location: str = DEVICE,
         label: str | None = None,
         kind: str | None = None,
+        grad_fn: Node | None = None,
+        output_nr: int = 0,
     ) -> Tensor:
-        """A fresh allocation (an op's output)."""
+        """A fresh allocation (an op's output, made by ``grad_fn`` if it has one)."""
         exprs = tuple(sympy.sympify(s) for s in shape)
         storage = Storage(exprs, dtype, location, self.module_name, label, kind)
         if label is not None:
             self.labelled.append(storage)
-        return Tensor(exprs, dtype, storage)
+        if self.events is not None and kind != "param":  # parameters exist before the step
+            self._record_alloc(storage)
+        return Tensor(exprs, dtype, storage, grad_fn=grad_fn, output_nr=output_nr)
+
+    # -- lifetimes (recorded only when ``events`` is a list) -----------------------------------
+    def _record_alloc(self, storage: Storage) -> None:
+        assert self.events is not None
+        key, what = next(self._ids), storage.label or self.module_name
+        if self.op:
+            what = f"{self.op} ({what})"
+        event = (key, storage.nbytes, storage.location, what)
+        self.events.append(("alloc", *event))
+        weakref.finalize(storage, self.events.append, ("free", *event))
+
+    def end_forward(self) -> None:
+        """Drop what only the forward holds: autocast's cache of weight copies (its ``with``
+        ends) and the records kept for the report (saves, labels). Saved tensors stay with
+        their nodes."""
+        self._casts.clear()
+        self.saves.clear()
+        self.labelled.clear()
+
+    def mark(self, name: str) -> None:
+        """Put a named mark in the event log (a phase or block boundary)."""
+        if self.events is not None:
+            self.events.append(("mark", 0, sympy.Integer(0), "", name))
 
     def label(self, tensor: Tensor, name: str, kind: str) -> None:
         """Make ``tensor``'s storage a term of its own (e.g. the logits), whether saved or not."""
@@ -283,13 +392,15 @@ class Trace:
         tensor.storage.kind = kind
         self.labelled.append(tensor.storage)
 
-    def like(self, tensor: Tensor, dtype: DType | None = None) -> Tensor:
+    def like(
+        self, tensor: Tensor, dtype: DType | None = None, grad_fn: Node | None = None
+    ) -> Tensor:
         """A fresh output of an elementwise op on ``tensor``.
 
         Like PyTorch's TensorIterator, the output is dense and keeps the input's memory order.
         """
         out = self.new(tensor.shape, dtype or tensor.dtype)
-        return Tensor(out.shape, out.dtype, out.storage, tensor.order)
+        return Tensor(out.shape, out.dtype, out.storage, tensor.order, grad_fn=grad_fn)
 
     def param(self, name: str, *shape: sympy.Expr | int) -> Tensor:
         """Declare (or look up, for a tied weight) a parameter of the module now running."""
@@ -309,22 +420,54 @@ class Trace:
         key = (id(tensor.storage), dtype.name)
         if tensor.storage.kind == "param" and key in self._casts:
             return self._casts[key]
+        node = self.node("ToCopyBackward0", (tensor,), {}, _cast_backward(tensor))
         # .to() keeps the strides of a dense tensor and makes a contiguous copy of one with gaps.
-        copy = self.like(tensor, dtype) if tensor.dense else self.new(tensor.shape, dtype)
+        copy = (
+            self.like(tensor, dtype, node)
+            if tensor.dense
+            else self.new(tensor.shape, dtype, grad_fn=node)
+        )
         if tensor.storage.kind == "param":
             self._casts[key] = copy
         return copy
 
     # -- autograd ------------------------------------------------------------------------------
-    def save(self, node: str, saved: Mapping[str, Tensor | None]) -> None:
-        """Record the tensors ``node`` saves, by field name (``None`` for an absent field)."""
+    def node(
+        self,
+        name: str,
+        inputs: Sequence[Tensor | None],
+        saved: Mapping[str, Tensor | None],
+        backward: Backward,
+        outputs: int = 1,
+    ) -> Node:
+        """Record an autograd node: what it saves (see :meth:`save`) and how its backward runs."""
+        if any(tensor is not None for tensor in saved.values()):
+            self.save(name, saved)
+            order = self.saves[-1].order
+        else:
+            order = next(self._order)
+        storages = list({id(x.storage): x.storage for x in saved.values() if x is not None}.values())
+        edges = tuple(x.edge if x is not None else None for x in inputs)
+        node = Node(name, self.module_name, order, edges, storages, backward, outputs)
+        self.nodes.append(node)
+        return node
+
+    def save(
+        self, node: str, saved: Mapping[str, Tensor | None], order: int | None = None
+    ) -> None:
+        """Record the tensors ``node`` saves, by field name (``None`` for an absent field).
+
+        ``order`` is the node's creation order when the node exists already (a node that saves
+        its own output); by default the save creates the next one.
+        """
         known = NODES.get(node)
         if known is None:
             raise KeyError(f"node {node} is not in the NODES table")
         unknown = set(saved) - set(known)
         if unknown:
             raise KeyError(f"{node} saves no field(s) {sorted(unknown)}")
-        order = next(self._order)
+        if order is None:
+            order = next(self._order)
         module = self.module_name
         occurrence = 1 + sum(
             1 for s in {(s.order, s.node, s.module) for s in self.saves} if s[1:] == (node, module)
@@ -332,6 +475,21 @@ class Trace:
         for name, tensor in saved.items():
             if tensor is not None:
                 self.saves.append(Save(node, name, tensor, module, order, occurrence))
+
+    def save_output(self, node: Node, name: str, tensor: Tensor) -> None:
+        """Record that ``node`` saves its own output ``tensor`` as field ``name``."""
+        self.save(node.name, {name: tensor}, node.order)
+        node.saved.append(tensor.storage)
+
+
+def _cast_backward(tensor: Tensor) -> Backward:
+    """ToCopyBackward0: the gradient copied back to the source's dtype, keeping its layout."""
+    shape, dtype = tensor.shape, tensor.dtype
+
+    def backward(engine: Any, grad: Tensor) -> tuple[Tensor]:
+        return (engine.new(shape, dtype, grad.order),)
+
+    return backward
 
 
 #: Module name of ops that run in the model's own forward, outside any submodule.

@@ -1,0 +1,138 @@
+"""The backward pass, run the way PyTorch's autograd engine runs it on one device.
+
+:func:`backward` takes a trace whose forward recorded its nodes (:class:`~symmem.ops.graph.Node`)
+and runs them in reverse creation order, which is the order the engine's ready queue yields for a
+graph like nanoGPT's (a node's consumers are all created after it). For each node:
+
+1. its output gradients are taken from its input buffer;
+2. its rule allocates the input gradients (:mod:`symmem.ops.layers` says in which order);
+3. the output gradients are dropped, a gradient of the wrong dtype is cast to the input's dtype
+   (the engine's ``validate_outputs``), and the node's saved tensors are released;
+4. each input gradient goes to the buffer of the node that made the input, or to the parameter's
+   AccumulateGrad, which runs at once when its last gradient has arrived and keeps the tensor as
+   ``.grad`` without copying it.
+
+When a buffer already holds a gradient, the new one is added to it the way ``InputBuffer``
+accumulates: in place into the old one when nothing else holds it, else in place into the new
+one, else out of place into a third tensor. Nothing else is ever counted twice: storages are
+freed when the last Python reference to them goes, and the trace's event log records when.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import sympy
+
+from symmem.dtypes import FLOAT32, DType
+from symmem.ops.graph import Edge, Node, Tensor, Trace
+
+__all__ = ["Engine", "backward"]
+
+
+class Engine:
+    """Allocation for backward rules: ``engine.new(shape, dtype, order)`` makes a gradient."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+
+    def new(
+        self, shape: tuple[sympy.Expr, ...], dtype: DType, order: tuple[int, ...] = ()
+    ) -> Tensor:
+        out = self.trace.new(shape, dtype)
+        if order and len(order) == len(shape):
+            return Tensor(out.shape, out.dtype, out.storage, order)
+        return out
+
+
+def backward(
+    trace: Trace,
+    root: Tensor,
+    grads: dict[int, Tensor],
+    on_node: Callable[[Node, str], None] | None = None,
+) -> None:
+    """``root.backward()``: runs every node of ``trace`` that ``root`` depends on.
+
+    Parameter gradients land in ``grads``, keyed by the parameter storage's ``id``.
+    ``on_node(node, "start" | "end")`` is called around each node (for marks in the event log).
+    """
+    engine = Engine(trace)
+    uses = Counter(
+        edge.param for node in trace.nodes for edge in node.inputs if edge and edge.param
+    )
+    buffers: dict[tuple[int, int], Tensor] = {}
+    pending: dict[int, Tensor] = {}
+    assert root.grad_fn is not None
+    seed = engine.new((), FLOAT32)  # ones_like(loss); the graph task holds it to the end
+    buffers[(id(root.grad_fn), root.output_nr)] = seed
+    for node in sorted(trace.nodes, key=lambda n: n.order, reverse=True):
+        incoming = [buffers.pop((id(node), i), None) for i in range(node.outputs)]
+        if all(g is None for g in incoming):
+            continue
+        if on_node:
+            on_node(node, "start")
+        trace.op = node.name
+        with trace.module(node.module):
+            outputs = list(node.backward(engine, *incoming))
+        del incoming
+        for i, (edge, grad) in enumerate(zip(node.inputs, outputs, strict=False)):
+            if grad is not None and edge is not None and grad.dtype != edge.dtype:
+                outputs[i] = engine.new(edge.shape, edge.dtype, grad.order)
+        del grad
+        node.saved.clear()
+        for i, edge in enumerate(node.inputs):
+            grad, outputs[i] = outputs[i], None
+            if grad is None or edge is None:
+                continue
+            if edge.node is None:
+                _accumulate_param(edge, grad, outputs, pending, uses, grads)
+            else:
+                key = (id(edge.node), edge.slot)
+                old = buffers.pop(key, None)
+                buffers[key] = grad if old is None else _add(engine, old, grad, outputs, buffers)
+            del grad
+        del outputs
+        trace.op = ""
+        if on_node:
+            on_node(node, "end")
+    del seed
+
+
+def _accumulate_param(
+    edge: Edge,
+    grad: Tensor,
+    outputs: list[Tensor | None],
+    pending: dict[int, Tensor],
+    uses: Counter[int | None],
+    grads: dict[int, Tensor],
+) -> None:
+    """AccumulateGrad: sums the parameter's gradients; with the last one, keeps it as .grad."""
+    assert edge.param is not None
+    old = pending.pop(edge.param, None)
+    if old is not None:
+        grad = _add(None, old, grad, outputs, pending)
+    uses[edge.param] -= 1
+    if uses[edge.param]:
+        pending[edge.param] = grad
+    else:
+        grads[edge.param] = grad
+
+
+def _add(
+    engine: Engine | None,
+    old: Tensor,
+    new: Tensor,
+    outputs: list[Tensor | None],
+    held: dict[tuple[int, int], Tensor] | dict[int, Tensor],
+) -> Tensor:
+    """InputBuffer's accumulate: in place into whichever tensor nothing else holds."""
+
+    def shared(x: Tensor) -> bool:
+        others = sum(1 for g in outputs if g is x) + sum(1 for g in held.values() if g is x)
+        return others > 0
+
+    if not shared(old) or not shared(new):
+        return old if not shared(old) else new
+    assert engine is not None, "an out-of-place parameter gradient sum is not modelled"
+    return engine.new(old.shape, old.dtype)

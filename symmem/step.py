@@ -1,0 +1,273 @@
+"""Live memory through one training step of nanoGPT, phase by phase, and its peak.
+
+:func:`simulate` runs nanoGPT's training loop once on symbolic tensors, in its steady state (the
+optimizer state exists; the loop still holds the previous step's logits and loss):
+
+``forward``
+    ``logits, loss = model(X, Y)`` and ``loss = loss / gradient_accumulation_steps``, under
+    autocast when AMP is on. Python frees the symbolic tensors when PyTorch frees the real
+    ones (:mod:`symmem.model.nanogpt` keeps nanoGPT's variables), and the trace logs when.
+``next_batch``
+    ``X, Y = get_batch('train')``.
+``backward``
+    ``loss.backward()``, run by :mod:`symmem.ops.engine`.
+``clip``
+    ``clip_grad_norm_``: a 0-dim norm per parameter tensor, their stack and the total norm.
+``step``
+    AdamW's step. The for-loop implementation makes, per parameter, ``exp_avg_sq.sqrt()`` and the
+    ``denom`` it divides into, while the previous parameter's ``denom`` is still bound; the
+    foreach one makes the square roots of a whole parameter group at once; the fused one
+    allocates nothing.
+``zero_grad``
+    ``set_to_none=True`` frees the gradients.
+
+One block is traced. Live memory inside the forward of block ``j`` is what the traced block
+shows plus ``j`` times the block's net growth; in backward, block ``L-1-k`` sees ``k`` times the
+backward's net change per block. Both are linear in the block index, so the peak over blocks is
+at the first or the last block, and the phase's peak is the largest of a finite list of
+candidates. Candidates that another one provably bounds for all sizes are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from symmem import ops
+from symmem.dtypes import DEVICE, FLOAT32
+from symmem.model.nanogpt import BLOCK, batch, forward
+from symmem.ops.engine import backward
+from symmem.ops.graph import Node, Trace
+from symmem.symbols import B, L, S, V
+
+__all__ = ["PHASES", "StepPhase", "dominated", "simulate"]
+
+#: The phases of one step, in order (as :mod:`symmem.validate.timeline` measures them).
+PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
+
+
+@dataclass(frozen=True)
+class StepPhase:
+    """Live bytes through one phase under one scenario.
+
+    Attributes:
+        name: One of :data:`PHASES`.
+        start: Live bytes when it starts.
+        end: Live bytes when it ends.
+        candidates: The live bytes at every point that can be the phase's peak, each with the
+            operator or module that allocated last before it. The peak is their maximum.
+    """
+
+    name: str
+    start: sympy.Expr
+    end: sympy.Expr
+    candidates: tuple[tuple[sympy.Expr, str], ...]
+
+    @property
+    def peak(self) -> sympy.Expr:
+        return sympy.Max(*(c for c, _ in self.candidates))
+
+
+def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
+    """One training step under ``trace``'s scenario (``trace.events`` must be a list).
+
+    ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
+    """
+    assert trace.events is not None
+    loop: dict[str, ops.Tensor] = {}
+    loop["X"], loop["Y"] = batch(trace)
+    half = trace.platform.half if trace.amp else FLOAT32
+    loop["logits"] = trace.new((B, S, V), half)  # the previous step's
+    loop["loss"] = trace.new((), FLOAT32)
+
+    trace.mark("forward")
+    loop["logits"], loop["loss"] = forward(trace, loop["X"], loop["Y"])
+    loop["loss"] = ops.divide(trace, loop["loss"])
+    trace.mark("every block")  # autocast's cache holds copies from every block
+    trace.end_forward()
+    trace.mark("/every block")
+
+    trace.mark("next_batch")
+    loop["X"], loop["Y"] = batch(trace)
+    trace.end_forward()
+
+    trace.mark("backward")
+    grads: dict[int, ops.Tensor] = {}
+    in_block = [False]
+
+    def on_node(node: Node, when: str) -> None:
+        inside = node.module.startswith(BLOCK)
+        if when == "start" and inside != in_block[0]:
+            trace.mark("block" if inside else "/block")
+            in_block[0] = inside
+
+    backward(trace, loop["loss"], grads, on_node)
+    trace.nodes.clear()
+    trace.mark("clip")  # clip and step are analytic (see _phases)
+    trace.mark("every block")
+    del grads  # zero_grad(set_to_none=True) frees every block's gradients
+    trace.mark("/every block")
+    return _phases(trace, optimizer, step_location)
+
+
+def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
+    """Walks the event log into phases, and adds the analytic clip and step phases."""
+    assert trace.events is not None
+    live = sympy.Integer(0)
+    phase, region, every = "", "", False
+    in_block: set[int] = set()  # storages allocated inside a block (one of L copies)
+    marks: dict[tuple[str, str], sympy.Expr] = {}
+    points: list[tuple[str, str, sympy.Expr, str]] = []  # (phase, region, live, what)
+    zero_grad_frees = sympy.Integer(0)
+    events = trace.events
+    for i, (kind, key, nbytes, location, what) in enumerate(events):
+        if kind == "mark":
+            if what in PHASES:
+                phase, region = what, "pre"
+            elif what in ("every block", "/every block"):
+                every = what == "every block"
+            else:
+                region = "block" if what == "block" else "post"
+            marks[(phase, what)] = live
+            continue
+        if location != DEVICE:
+            continue
+        if kind == "alloc":
+            live += nbytes
+            if region == "block":
+                in_block.add(key)
+            following = events[i + 1][0] if i + 1 < len(events) else "end"
+            if following != "alloc":
+                points.append((phase, region, live, what))
+            continue
+        # A free: where every block's copy goes at once (autocast's cache, zero_grad), L of them.
+        freed = nbytes * (L if every and key in in_block else 1)
+        if phase == "clip":
+            zero_grad_frees += freed
+        else:
+            live -= freed
+
+    base = _state_bytes(trace, step_location)
+    growth_f = marks[("forward", "/block")] - marks[("forward", "block")]
+    growth_b = marks[("backward", "/block")] - marks[("backward", "block")]
+    others = L - 1
+
+    def shifts(phase: str, region: str) -> list[sympy.Expr]:
+        if phase == "forward":
+            return {"pre": [0], "block": [0, others * growth_f], "post": [others * growth_f]}[
+                region
+            ]
+        if phase == "next_batch":
+            return [others * growth_f]
+        if phase == "backward":
+            f, b = others * growth_f, others * growth_b
+            return {"pre": [f], "block": [f, f + b], "post": [f + b]}[region]
+        return [others * (growth_f + growth_b)]
+
+    def at_mark(phase: str) -> sympy.Expr:
+        return sympy.expand(base + marks[(phase, phase)] + shifts(phase, "pre")[-1])
+
+    starts = [at_mark(p) for p in ("forward", "next_batch", "backward", "clip")]
+    phases = []
+    for name, start, end in zip(PHASES[:3], starts, starts[1:], strict=False):
+        found = [
+            (sympy.expand(base + value + shift), what)
+            for p, region, value, what in points
+            if p == name
+            for shift in shifts(p, region)
+        ]
+        phases.append(StepPhase(name, start, end, _prune([(start, "start"), *found])))
+    after = starts[-1]
+    params = _param_numels(trace)
+    count = sum((n_layers for _, n_layers, _ in params), sympy.Integer(0))
+    phases.append(
+        StepPhase("clip", after, after, ((sympy.expand(after + 8 * count + 4), "norms"),))
+    )
+    step = [(after + sympy.expand(4 * c), what) for c, what in _step_temporaries(optimizer, params)]
+    phases.append(StepPhase("step", after, after, _prune([(after, "start"), *step])))
+    end = sympy.expand(after - zero_grad_frees)
+    phases.append(StepPhase("zero_grad", after, end, ((after, "start"),)))
+    return tuple(phases)
+
+
+def _state_bytes(trace: Trace, step_location: str) -> sympy.Expr:
+    """Parameters and AdamW state on the device: 4 + 8 bytes per element, 4 per ``step``."""
+    total = sympy.Integer(0)
+    for numel, layers, _ in _param_numels(trace):
+        total += layers * numel * 12 + (layers * 4 if step_location == DEVICE else 0)
+    return total
+
+
+def _param_numels(trace: Trace) -> list[tuple[sympy.Expr, sympy.Expr, str]]:
+    """Each parameter's element count, how many the model has (L for a block's), its name."""
+    return [
+        (p.numel, L if p.name.startswith(BLOCK) else sympy.Integer(1), p.name)
+        for p in trace.params.values()
+    ]
+
+
+def _step_temporaries(
+    optimizer: str, params: Sequence[tuple[sympy.Expr, sympy.Expr, str]]
+) -> list[tuple[sympy.Expr, str]]:
+    """Elements of AdamW's temporaries at each candidate peak of its step (fp32 each).
+
+    nanoGPT's two parameter groups: tensors of 2 or more dims (decayed), then the rest, each in
+    ``named_parameters`` order.
+    """
+    groups = [
+        [p for p in params if _is_matrix(p[2])],
+        [p for p in params if not _is_matrix(p[2])],
+    ]
+    found: list[tuple[sympy.Expr, str]] = []
+    for group in groups:
+        if optimizer == "foreach":  # _foreach_sqrt of the whole group
+            found.append((sum((n * k for n, k, _ in group), sympy.Integer(0)), "_foreach_sqrt"))
+        elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
+            for (previous, *_), (numel, _, name) in zip([(0, 0, "")] + group, group, strict=False):
+                found.append((previous + 2 * numel, f"div ({name})"))
+            blocks = [p for p in group if p[1] != 1]
+            if len(blocks) > 1:  # the last block's last tensor, then the next block's first
+                crossing = blocks[-1][0] + 2 * blocks[0][0]
+                found.append((sympy.Piecewise((crossing, L >= 2), (0, True)), "div"))
+    return found
+
+
+def _is_matrix(name: str) -> bool:
+    """Whether a parameter has 2 or more dims: nanoGPT's weights, except the LayerNorms'."""
+    return name.endswith(".weight") and ".ln_" not in name
+
+
+def dominated(small: sympy.Expr, large: sympy.Expr) -> bool:
+    """Whether ``small <= large`` for all sizes >= 1, by a sufficient test: with every symbol
+    (and every ``ceiling``) written as 1 plus a non-negative variable, the difference must have
+    no negative coefficient."""
+    difference = sympy.expand(large - small)
+    if difference.has(sympy.Piecewise):
+        return False
+    if difference == 0:
+        return True
+    atoms = sorted(difference.atoms(sympy.ceiling), key=str)
+    atoms += sorted(difference.xreplace(dict.fromkeys(atoms, 1)).free_symbols, key=str)
+    fresh = [sympy.Symbol(f"_{i}", nonnegative=True) for i in range(len(atoms))]
+    shifted = sympy.expand(difference.xreplace({a: f + 1 for a, f in zip(atoms, fresh, strict=True)}))
+    try:
+        poly = sympy.Poly(shifted, *fresh)
+    except sympy.PolynomialError:
+        return False
+    return all(c.is_number and c >= 0 for c in poly.coeffs())
+
+
+def _prune(
+    candidates: Sequence[tuple[sympy.Expr, str]],
+) -> tuple[tuple[sympy.Expr, str], ...]:
+    """The candidates that no other candidate bounds (the first of equal ones kept)."""
+    kept: list[tuple[sympy.Expr, str]] = []
+    for expr, what in candidates:
+        if any(dominated(expr, other) for other, _ in kept):
+            continue
+        kept = [(o, w) for o, w in kept if not dominated(o, expr)]
+        kept.append((expr, what))
+    return tuple(kept)
+
