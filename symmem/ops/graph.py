@@ -421,12 +421,9 @@ class Trace:
         if tensor.storage.kind == "param" and key in self._casts:
             return self._casts[key]
         node = self.node("ToCopyBackward0", (tensor,), {}, _cast_backward(tensor))
-        # .to() keeps the strides of a dense tensor and makes a contiguous copy of one with gaps.
-        copy = (
-            self.like(tensor, dtype, node)
-            if tensor.dense
-            else self.new(tensor.shape, dtype, grad_fn=node)
-        )
+        # .to() keeps the dimension order of its input in memory, closing any gaps (empty_like
+        # with preserve_format); for a slice of the fused c_attn output that is still (B, S, NH, hs).
+        copy = self.like(tensor, dtype, node)
         if tensor.storage.kind == "param":
             self._casts[key] = copy
         return copy

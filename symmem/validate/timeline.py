@@ -16,7 +16,8 @@ Live memory counts the storages that operators return: an allocation made inside
 and freed before the operator returns (a kernel's scratch buffer) is counted separately, as
 ``scratch``, and allocations made outside any operator (Python numbers wrapped as 0-dim
 tensors) are not counted. "Operator" means one the dispatcher runs after composite operators
-are decomposed: ``mm``, not ``linear``.
+are decomposed: ``mm``, not ``linear``; where the profiler shows no such operator around an
+allocation, the innermost composite one (``where``) stands for it.
 """
 
 from __future__ import annotations
@@ -192,23 +193,26 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
     done: list[_Block] = []
     marks: dict[str, tuple[int, int]] = {}
 
-    def walk(node: Any, op: Any) -> None:
+    def walk(node: Any, op: Any, composite: Any) -> None:
         name = node.name
         if name.startswith(_MARK):
             marks[name[len(_MARK) :]] = (node.start_time_ns, node.end_time_ns)
-        elif name.startswith("aten::") and op is None and not _composite(name, node.overload_name):
-            op = node
+        elif name.startswith("aten::") and op is None:
+            if _composite(name, node.overload_name):
+                composite = node
+            else:
+                op = node
         if name == "[memory]":
             fields = node.extra_fields
             if str(fields.device).split(":")[0] != device:
                 return
-            events.append((node.start_time_ns, fields.ptr, fields.alloc_size, op))
+            events.append((node.start_time_ns, fields.ptr, fields.alloc_size, op or composite))
         for child in node.children:
-            walk(child, op)
+            walk(child, op, composite)
 
     events: list[tuple[int, int, int, Any]] = []
     for root in roots:
-        walk(root, None)
+        walk(root, None, None)
     events.sort(key=lambda e: e[0])
     for time, ptr, size, op in events:
         if size > 0:
