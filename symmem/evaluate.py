@@ -1,7 +1,7 @@
 """Exact integer evaluation of symmem's expressions, compiled once to plain Python.
 
 SymPy's ``xreplace`` is exact but slow. :func:`compile_exact` turns an expression built from
-integers, symbols, sums, products, integer powers, ``ceiling``/``floor`` of ratios and
+integers, symbols, sums, products, integer powers, ``ceiling``/``floor`` of ratios, ``Max`` and
 ``Piecewise`` with (in)equalities into Python source that uses only integer arithmetic, so a
 config evaluates in microseconds and stays exact at any size (float64 would round past 2**53).
 
@@ -124,6 +124,7 @@ def load(source: str, *, vector: bool = False) -> Callable[..., Any]:
             "_or": numpy.logical_or,
             "_and": numpy.logical_and,
             "_not": numpy.logical_not,
+            "_maximum": numpy.maximum,
         }
     exec(compile(source, "<symmem.evaluate>", "exec"), namespace)  # source built by generate
     function: Callable[..., Any] = namespace["_f"]
@@ -150,6 +151,8 @@ def upper_bound(expr: sympy.Basic, maxima: dict[sympy.Symbol, int]) -> int:
         return upper_bound(expr.args[0], maxima) + 1
     if isinstance(expr, sympy.Piecewise):
         return max(upper_bound(value, maxima) for value, _ in expr.args)
+    if isinstance(expr, sympy.Max):
+        return max(upper_bound(a, maxima) for a in expr.args)
     raise TypeError(f"no bound for {type(expr).__name__} {expr}")
 
 
@@ -267,6 +270,14 @@ def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str], vector: bool = Fals
         if isinstance(expr, sympy.floor):
             return f"({num} // {den})"
         return f"(-((-{num}) // {den}))"
+    if isinstance(expr, sympy.Max):
+        parts = [_code(a, names, vector) for a in expr.args]
+        if not vector:
+            return "max(" + ", ".join(parts) + ")"
+        out = parts[0]
+        for part in parts[1:]:
+            out = f"_maximum({out}, {part})"
+        return out
     if isinstance(expr, sympy.Piecewise):
         out = "None"
         for value, condition in reversed(expr.args):

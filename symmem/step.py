@@ -39,10 +39,10 @@ from symmem import ops
 from symmem.dtypes import DEVICE, FLOAT32
 from symmem.model.nanogpt import BLOCK, batch, forward
 from symmem.ops.engine import backward
-from symmem.ops.graph import Node, Trace
+from symmem.ops.graph import Node, Scenario, Trace
 from symmem.symbols import B, L, S, V
 
-__all__ = ["PHASES", "StepPhase", "dominated", "simulate"]
+__all__ = ["PHASES", "StepPhase", "StepRun", "dominated", "prune", "simulate"]
 
 #: The phases of one step, in order (as :mod:`symmem.validate.timeline` measures them).
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
@@ -68,6 +68,25 @@ class StepPhase:
     @property
     def peak(self) -> sympy.Expr:
         return sympy.Max(*(c for c, _ in self.candidates))
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """The step simulated under one scenario.
+
+    Attributes:
+        scenario: The switch values and size decisions it ran under.
+        phases: Its phases, in order.
+    """
+
+    scenario: Scenario
+    phases: tuple[StepPhase, ...]
+
+    @property
+    def peak(self) -> sympy.Expr:
+        """The step's peak: the largest candidate of any phase."""
+        found = [c for phase in self.phases for c in phase.candidates]
+        return sympy.Max(*(c for c, _ in prune(found)))
 
 
 def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
@@ -178,7 +197,7 @@ def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase
             if p == name
             for shift in shifts(p, region)
         ]
-        phases.append(StepPhase(name, start, end, _prune([(start, "start"), *found])))
+        phases.append(StepPhase(name, start, end, prune([(start, "start"), *found])))
     after = starts[-1]
     params = _param_numels(trace)
     count = sum((n_layers for _, n_layers, _ in params), sympy.Integer(0))
@@ -186,7 +205,7 @@ def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase
         StepPhase("clip", after, after, ((sympy.expand(after + 8 * count + 4), "norms"),))
     )
     step = [(after + sympy.expand(4 * c), what) for c, what in _step_temporaries(optimizer, params)]
-    phases.append(StepPhase("step", after, after, _prune([(after, "start"), *step])))
+    phases.append(StepPhase("step", after, after, prune([(after, "start"), *step])))
     end = sympy.expand(after - zero_grad_frees)
     phases.append(StepPhase("zero_grad", after, end, ((after, "start"),)))
     return tuple(phases)
@@ -225,7 +244,7 @@ def _step_temporaries(
         if optimizer == "foreach":  # _foreach_sqrt of the whole group
             found.append((sum((n * k for n, k, _ in group), sympy.Integer(0)), "_foreach_sqrt"))
         elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
-            for (previous, *_), (numel, _, name) in zip([(0, 0, "")] + group, group, strict=False):
+            for (previous, *_), (numel, _, name) in zip([(0, 0, ""), *group], group, strict=False):
                 found.append((previous + 2 * numel, f"div ({name})"))
             blocks = [p for p in group if p[1] != 1]
             if len(blocks) > 1:  # the last block's last tensor, then the next block's first
@@ -251,7 +270,8 @@ def dominated(small: sympy.Expr, large: sympy.Expr) -> bool:
     atoms = sorted(difference.atoms(sympy.ceiling), key=str)
     atoms += sorted(difference.xreplace(dict.fromkeys(atoms, 1)).free_symbols, key=str)
     fresh = [sympy.Symbol(f"_{i}", nonnegative=True) for i in range(len(atoms))]
-    shifted = sympy.expand(difference.xreplace({a: f + 1 for a, f in zip(atoms, fresh, strict=True)}))
+    ones = {a: f + 1 for a, f in zip(atoms, fresh, strict=True)}
+    shifted = sympy.expand(difference.xreplace(ones))
     try:
         poly = sympy.Poly(shifted, *fresh)
     except sympy.PolynomialError:
@@ -259,7 +279,7 @@ def dominated(small: sympy.Expr, large: sympy.Expr) -> bool:
     return all(c.is_number and c >= 0 for c in poly.coeffs())
 
 
-def _prune(
+def prune(
     candidates: Sequence[tuple[sympy.Expr, str]],
 ) -> tuple[tuple[sympy.Expr, str], ...]:
     """The candidates that no other candidate bounds (the first of equal ones kept)."""

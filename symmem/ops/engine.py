@@ -58,7 +58,7 @@ def backward(
     ``on_node(node, "start" | "end")`` is called around each node (for marks in the event log).
     """
     engine = Engine(trace)
-    uses = Counter(
+    uses: Counter[int | None] = Counter(
         edge.param for node in trace.nodes for edge in node.inputs if edge and edge.param
     )
     buffers: dict[tuple[int, int], Tensor] = {}

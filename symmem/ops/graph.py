@@ -422,7 +422,7 @@ class Trace:
             return self._casts[key]
         node = self.node("ToCopyBackward0", (tensor,), {}, _cast_backward(tensor))
         # .to() keeps the dimension order of its input in memory, closing any gaps (empty_like
-        # with preserve_format); for a slice of the fused c_attn output that is still (B, S, NH, hs).
+        # with preserve_format): a copy of a slice of c_attn's output is (B, S, NH, hs) inside.
         copy = self.like(tensor, dtype, node)
         if tensor.storage.kind == "param":
             self._casts[key] = copy
@@ -443,7 +443,8 @@ class Trace:
             order = self.saves[-1].order
         else:
             order = next(self._order)
-        storages = list({id(x.storage): x.storage for x in saved.values() if x is not None}.values())
+        unique = {id(x.storage): x.storage for x in saved.values() if x is not None}
+        storages = list(unique.values())
         edges = tuple(x.edge if x is not None else None for x in inputs)
         node = Node(name, self.module_name, order, edges, storages, backward, outputs)
         self.nodes.append(node)
