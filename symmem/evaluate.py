@@ -86,8 +86,12 @@ def generate(
     exprs = [sympy.sympify(e) for e in exprs]
     names = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
+    # Common subexpressions are shared between the polynomial outputs; a Max (a peak: many
+    # candidates, each used once) is written out as it is, which is much faster to generate.
     base = [
-        i for i, e in enumerate(exprs) if not any(str(s).startswith("_out") for s in e.free_symbols)
+        i
+        for i, e in enumerate(exprs)
+        if not any(str(s).startswith("_out") for s in e.free_symbols) and not e.has(sympy.Max)
     ]
     temporaries, reduced = sympy.cse([exprs[i] for i in base], optimizations=None)
     lines = []

@@ -7,5 +7,6 @@ __all__ = ["CATEGORIES", "TOTALS"]
 #: Categories every term belongs to, in report order.
 CATEGORIES = ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
 #: Keys of ``Report.totals``: ``block`` (one block's saved bytes), the categories (device memory
-#: only), ``total`` (their sum) and ``host`` (host tensors, outside every other total).
-TOTALS = ("block", *CATEGORIES, "total", "host")
+#: only), ``total`` (their sum), ``peak`` (the most device memory alive at any moment of a
+#: training step, :mod:`symmem.step`) and ``host`` (host tensors, outside every other total).
+TOTALS = ("block", *CATEGORIES, "total", "peak", "host")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from types import MappingProxyType
+from typing import Any
 
 import sympy
 
@@ -36,6 +37,7 @@ from symmem.ops.graph import (
 )
 from symmem.platforms import AttentionKernel, Platform, get_platform
 from symmem.simplify import paper_form, tidy_term
+from symmem.step import PHASES, StepRun, simulate
 from symmem.symbols import AMP, BIAS, DROPOUT, SIZES, SWITCHES, L
 
 __all__ = ["CATEGORIES", "TOTALS", "Estimate", "Report", "Term", "build_report"]
@@ -100,6 +102,9 @@ class Report:
         fixed: Switches this choice needs at one value (e.g. AMP = 1 for flash on CUDA).
         totals: Every key of :data:`TOTALS` as a simplified expression.
         param_count: Number of parameters (the tied embedding once).
+        phases: The peak of each phase of a training step (:data:`symmem.step.PHASES`); the
+            largest of them is ``totals["peak"]``.
+        steps: The training step simulated under each scenario, with every candidate peak.
         evaluator: Python source of one function that evaluates every term formula, every total
             and the parameter count at integer values of the nine symbols (see
             :mod:`symmem.evaluate`); generated with the report and stored with it.
@@ -113,6 +118,8 @@ class Report:
     fixed: Mapping[sympy.Symbol, int]
     totals: Mapping[str, sympy.Expr]
     param_count: sympy.Expr
+    phases: Mapping[str, sympy.Expr]
+    steps: tuple[StepRun, ...] = field(repr=False)
     evaluator: str = field(repr=False)
 
     def total(self, kind: str) -> sympy.Expr:
@@ -162,9 +169,22 @@ class Report:
         kernel = self.kernel_for(config)
         values = config.arguments()
         results = self._evaluate(*values)
-        n = len(self.terms)
-        totals = dict(zip(self.totals, results[n:-1], strict=True))
-        return Estimate(config, self, kernel, tuple(results[:n]), totals, results[-1])
+        n, m = len(self.terms), len(self.terms) + len(self.totals)
+        totals = dict(zip(self.totals, results[n:m], strict=True))
+        phases = dict(zip(self.phases, results[m:-1], strict=True))
+        return Estimate(config, self, kernel, tuple(results[:n]), totals, results[-1], phases)
+
+    def step_at(self, config: Config) -> StepRun:
+        """The simulated step whose scenario ``config`` falls in."""
+        switches = (config.amp, config.dropout, config.bias)
+        values = dict(zip(SIZES, config.arguments()[: len(SIZES)], strict=True))
+        for run in self.steps:
+            scenario = run.scenario
+            if (scenario.amp, scenario.dropout, scenario.bias) != switches:
+                continue
+            if all(bool(p.xreplace(values)) == v for p, v in scenario.decisions):
+                return run
+        raise KernelError(f"no simulated step for {config}")
 
     @cached_property
     def _evaluate(self) -> Callable[..., tuple[int, ...]]:
@@ -190,6 +210,21 @@ class Estimate:
     term_bytes: tuple[int, ...]
     totals: Mapping[str, int]
     param_count: int
+    phases: Mapping[str, int] = field(default_factory=dict)
+
+    @cached_property
+    def peak_at(self) -> tuple[str, str]:
+        """Where the peak is reached: the phase, and the op (with its module) that allocated
+        last before it."""
+        phase = max(self.phases, key=lambda name: self.phases[name])
+        run = self.report.step_at(self.config)
+        values = dict(zip(SIZES, self.config.arguments()[: len(SIZES)], strict=True))
+        candidates = next(p for p in run.phases if p.name == phase).candidates
+        target = self.phases[phase]
+        for expr, what in candidates:
+            if int(expr.xreplace(values)) == target:
+                return phase, what
+        return phase, ""
 
     def _repr_html_(self) -> str:
         from symmem.render.html import estimate_html
@@ -241,7 +276,7 @@ def build_report(
     parts = cached(
         f"report-{where}-{attention}-{adamw}", lambda: _build_parts(plat, attention, adamw)
     )
-    terms, kernels, fixed, totals, param_count, evaluator = parts
+    terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
         plat,
         attention,
@@ -251,6 +286,8 @@ def build_report(
         MappingProxyType(fixed),
         MappingProxyType(totals),
         param_count,
+        MappingProxyType(phases),
+        steps,
         evaluator,
     )
 
@@ -261,6 +298,8 @@ _Parts = tuple[
     dict[sympy.Symbol, int],
     dict[str, sympy.Expr],
     sympy.Expr,
+    dict[str, sympy.Expr],
+    tuple[StepRun, ...],
     str,
 ]
 
@@ -270,6 +309,7 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
     parameter count (fp32 parameter bytes / 4) and the evaluator's source."""
     platform = plat.name
     runs: list[tuple[tuple[int, int, int], Scenario, list[_Raw]]] = []
+    steps: list[StepRun] = []
     kernels: dict[tuple[bool, bool], str] = {}
     refusals: list[str] = []
     for amp, dropout, bias in itertools.product((True, False), repeat=3):
@@ -282,6 +322,7 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
         for scenario, trace in _explore(plat, kernel, Scenario(amp, dropout, bias)):
             raws = _raw_terms(trace, plat.optimizers[optimizer])
             runs.append(((int(amp), int(dropout), int(bias)), scenario, raws))
+        steps += _explore_step(plat, kernel, Scenario(amp, dropout, bias), optimizer)
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -291,10 +332,44 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
     fixed = {_SWITCHES[i]: next(iter(combos))[i] for i in range(3) if i not in free}
     terms = tuple(_combine(runs, free))
     totals = _totals(terms)
+    phases, totals["peak"] = _peaks(steps, free)
+    totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / 4)
-    exprs = [*(t.formula for t in terms), *totals.values(), param_count]
+    exprs = [*(t.formula for t in terms), *totals.values(), *phases.values(), param_count]
     evaluator = generate(exprs, (*SIZES, *SWITCHES))
-    return terms, kernels, fixed, totals, param_count, evaluator
+    return terms, kernels, fixed, totals, param_count, phases, tuple(steps), evaluator
+
+
+def _explore_step(
+    platform: Platform, kernel: AttentionKernel, start: Scenario, optimizer: str
+) -> Iterator[StepRun]:
+    """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
+    pending = [start]
+    while pending:
+        scenario = pending.pop()
+        trace = Trace(platform, kernel, scenario, events=[])
+        try:
+            phases = simulate(trace, optimizer, platform.optimizers[optimizer])
+        except UndecidedPredicateError as ask:
+            pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
+            continue
+        yield StepRun(scenario, phases)
+
+
+def _peaks(
+    steps: Sequence[StepRun], free: Sequence[int]
+) -> tuple[dict[str, sympy.Expr], sympy.Expr]:
+    """Each phase's peak and the step's, with the switches symbolic again."""
+    runs = []
+    for step in steps:
+        s = step.scenario
+        values = {("phase", p.name): p.peak for p in step.phases} | {("step",): step.peak}
+        runs.append(((int(s.amp), int(s.dropout), int(s.bias)), s, values))
+    predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
+    phases = {
+        name: _formula(("phase", name), runs, free, predicates, tidy=False) for name in PHASES
+    }
+    return phases, _formula(("step",), runs, free, predicates, tidy=False)
 
 
 def _explore(
@@ -448,12 +523,11 @@ def _combine(
 
 
 def _formula(
-    key: tuple[str, str, str],
-    runs: Sequence[
-        tuple[tuple[int, int, int], Scenario, Mapping[tuple[str, str, str], sympy.Expr]]
-    ],
+    key: tuple[str, ...],
+    runs: Sequence[tuple[tuple[int, int, int], Scenario, Mapping[Any, sympy.Expr]]],
     free: Sequence[int],
     predicates: Sequence[sympy.Basic],
+    tidy: bool = True,
 ) -> sympy.Expr:
     """Sum over switch values of (indicator * bytes), one branch per predicate outcome."""
     branches: dict[tuple[bool, ...], sympy.Expr] = {}
@@ -468,7 +542,7 @@ def _formula(
             nbytes = sizes.get(key, sympy.Integer(0))
             indicator = sympy.Mul(*(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free))
             total += indicator * nbytes
-        branches[outcome] = tidy_term(total)
+        branches[outcome] = tidy_term(total) if tidy else total
     distinct = list(dict.fromkeys(branches.values()))
     if len(distinct) == 1:
         return distinct[0]

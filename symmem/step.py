@@ -30,6 +30,8 @@ candidates. Candidates that another one provably bounds for all sizes are droppe
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,7 +69,7 @@ class StepPhase:
 
     @property
     def peak(self) -> sympy.Expr:
-        return sympy.Max(*(c for c, _ in self.candidates))
+        return _max([c for c, _ in self.candidates])
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,12 @@ class StepRun:
     def peak(self) -> sympy.Expr:
         """The step's peak: the largest candidate of any phase."""
         found = [c for phase in self.phases for c in phase.candidates]
-        return sympy.Max(*(c for c, _ in prune(found)))
+        return _max([c for c, _ in prune(found)])
+
+
+def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
+    """``Max`` of candidates already pruned: SymPy need not compare them again."""
+    return exprs[0] if len(exprs) == 1 else sympy.Max(*exprs, evaluate=False)
 
 
 def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
@@ -262,32 +269,64 @@ def dominated(small: sympy.Expr, large: sympy.Expr) -> bool:
     """Whether ``small <= large`` for all sizes >= 1, by a sufficient test: with every symbol
     (and every ``ceiling``) written as 1 plus a non-negative variable, the difference must have
     no negative coefficient."""
-    difference = sympy.expand(large - small)
-    if difference.has(sympy.Piecewise):
-        return False
-    if difference == 0:
-        return True
-    atoms = sorted(difference.atoms(sympy.ceiling), key=str)
-    atoms += sorted(difference.xreplace(dict.fromkeys(atoms, 1)).free_symbols, key=str)
-    fresh = [sympy.Symbol(f"_{i}", nonnegative=True) for i in range(len(atoms))]
-    ones = {a: f + 1 for a, f in zip(atoms, fresh, strict=True)}
-    shifted = sympy.expand(difference.xreplace(ones))
-    try:
-        poly = sympy.Poly(shifted, *fresh)
-    except sympy.PolynomialError:
-        return False
-    return all(c.is_number and c >= 0 for c in poly.coeffs())
+    a, b = _coefficients([sympy.expand(small), sympy.expand(large)])
+    return _below(a, b)
 
 
 def prune(
     candidates: Sequence[tuple[sympy.Expr, str]],
 ) -> tuple[tuple[sympy.Expr, str], ...]:
     """The candidates that no other candidate bounds (the first of equal ones kept)."""
-    kept: list[tuple[sympy.Expr, str]] = []
-    for expr, what in candidates:
-        if any(dominated(expr, other) for other, _ in kept):
+    coefficients = _coefficients([expr for expr, _ in candidates])
+    kept: list[int] = []
+    for i, mine in enumerate(coefficients):
+        if any(_below(mine, coefficients[j]) for j in kept):
             continue
-        kept = [(o, w) for o, w in kept if not dominated(o, expr)]
-        kept.append((expr, what))
-    return tuple(kept)
+        kept = [j for j in kept if not _below(coefficients[j], mine)]
+        kept.append(i)
+    return tuple(candidates[i] for i in kept)
 
+
+_Coefficients = dict[tuple[int, ...], sympy.Rational] | None
+
+
+def _coefficients(exprs: Sequence[sympy.Expr]) -> list[_Coefficients]:
+    """Each expanded expression as a polynomial in its atoms (symbols and ``ceiling`` terms),
+    with every atom shifted to 1 plus a non-negative variable; ``None`` for anything else."""
+    atoms: dict[sympy.Expr, int] = {}
+    for expr in exprs:
+        for atom in sorted(expr.atoms(sympy.Symbol, sympy.ceiling), key=str):
+            atoms.setdefault(atom, len(atoms))
+    return [_shifted(expr, atoms) for expr in exprs]
+
+
+def _shifted(expr: sympy.Expr, atoms: dict[sympy.Expr, int]) -> _Coefficients:
+    plain: dict[tuple[int, ...], sympy.Rational] = {}
+    for term in sympy.Add.make_args(expr):
+        coefficient, rest = term.as_coeff_Mul()
+        if not coefficient.is_Rational:
+            return None
+        powers = [0] * len(atoms)
+        for factor in sympy.Mul.make_args(rest):
+            if factor == 1:
+                continue
+            base, exponent = factor.as_base_exp()
+            if base not in atoms or not exponent.is_Integer or exponent < 0:
+                return None
+            powers[atoms[base]] += int(exponent)
+        key = tuple(powers)
+        plain[key] = plain.get(key, sympy.Integer(0)) + coefficient
+    # x = 1 + y for every atom: each monomial spreads over the monomials it contains.
+    shifted: dict[tuple[int, ...], sympy.Rational] = {}
+    for powers_of, coefficient in plain.items():
+        for sub in itertools.product(*(range(p + 1) for p in powers_of)):
+            weight = math.prod(math.comb(p, k) for p, k in zip(powers_of, sub, strict=True))
+            shifted[sub] = shifted.get(sub, sympy.Integer(0)) + coefficient * weight
+    return shifted
+
+
+def _below(small: _Coefficients, large: _Coefficients) -> bool:
+    if small is None or large is None:
+        return False
+    zero = sympy.Integer(0)
+    return all(large.get(m, zero) - small.get(m, zero) >= 0 for m in {*small, *large})
