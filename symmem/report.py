@@ -217,14 +217,32 @@ class Estimate:
         """Where the peak is reached: the phase, and the op (with its module) that allocated
         last before it."""
         phase = max(self.phases, key=lambda name: self.phases[name])
-        run = self.report.step_at(self.config)
         values = dict(zip(SIZES, self.config.arguments()[: len(SIZES)], strict=True))
-        candidates = next(p for p in run.phases if p.name == phase).candidates
+        step = next(p for p in self.report.step_at(self.config).phases if p.name == phase)
         target = self.phases[phase]
-        for expr, what in candidates:
+        for expr, what in step.candidates:
             if int(expr.xreplace(values)) == target:
                 return phase, what
         return phase, ""
+
+    @cached_property
+    def timeline(self) -> tuple[tuple[str, int, int, int], ...]:
+        """``(phase, start, end, peak)`` live bytes of each phase of a training step."""
+        values = dict(zip(SIZES, self.config.arguments()[: len(SIZES)], strict=True))
+        return tuple(
+            (
+                p.name,
+                int(p.start.xreplace(values)),
+                int(p.end.xreplace(values)),
+                self.phases[p.name],
+            )
+            for p in self.report.step_at(self.config).phases
+        )
+
+    @property
+    def peak_formula(self) -> sympy.Expr:
+        """The peak as a formula in the sizes, for this config's switches and size case."""
+        return self.report.step_at(self.config).peak
 
     def _repr_html_(self) -> str:
         from symmem.render.html import estimate_html

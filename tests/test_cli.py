@@ -73,7 +73,8 @@ def test_size_flags_turn_switches_off_unless_asked(capsys):
 def test_text_table_lists_terms_and_totals(capsys):
     status, out, _ = run(capsys, "estimate", *SMALL, "--platform", "cpu", "--dropout")
     assert status == 0
-    assert "NativeLayerNormBackward0-input" in out and "total: peak" not in out
+    assert "NativeLayerNormBackward0-input" in out and "total: peak" in out
+    assert "live memory through a training step" in out
     assert "attention math (from 'default')" in out
     assert "total: activations" in out
 

@@ -450,9 +450,7 @@ class Trace:
         self.nodes.append(node)
         return node
 
-    def save(
-        self, node: str, saved: Mapping[str, Tensor | None], order: int | None = None
-    ) -> None:
+    def save(self, node: str, saved: Mapping[str, Tensor | None], order: int | None = None) -> None:
         """Record the tensors ``node`` saves, by field name (``None`` for an absent field).
 
         ``order`` is the node's creation order when the node exists already (a node that saves

@@ -10,7 +10,9 @@ __all__ = ["estimate_dict"]
 
 
 def estimate_dict(estimate: Estimate) -> dict[str, Any]:
-    """Config, terms (whole-model bytes, formulas with switches symbolic) and totals."""
+    """Config, terms (whole-model bytes, formulas with switches symbolic), totals and the live
+    memory of a training step phase by phase (``step``). The peak's formula is the one for the
+    config's switches (the joined one, with every switch symbolic, is long)."""
     report = estimate.report
     return {
         "config": estimate.config.as_dict(),
@@ -38,5 +40,17 @@ def estimate_dict(estimate: Estimate) -> dict[str, Any]:
             for term, nbytes in estimate.terms()
         ],
         "totals": dict(estimate.totals),
-        "formulas": {key: str(value) for key, value in report.totals.items()},
+        "formulas": {
+            key: str(estimate.peak_formula if key == "peak" else value)
+            for key, value in report.totals.items()
+        },
+        "step": {
+            "peak": estimate.totals["peak"],
+            "phase": estimate.peak_at[0],
+            "at": estimate.peak_at[1],
+            "phases": [
+                {"phase": name, "start": start, "end": end, "peak": peak}
+                for name, start, end, peak in estimate.timeline
+            ],
+        },
     }

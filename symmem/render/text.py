@@ -39,19 +39,11 @@ def estimate_table(estimate: Estimate) -> str:
             )
         )
     rows.append(("",) * 7)
+    phase, at = estimate.peak_at
     for key in TOTALS:
         value = estimate.totals[key]
-        rows.append(
-            (
-                f"total: {key}",
-                "",
-                "",
-                "",
-                str(report.totals[key]),
-                f"{value:,}",
-                format_bytes(value),
-            )
-        )
+        formula = f"at {phase}: {at}" if key == "peak" else str(report.totals[key])
+        rows.append((f"total: {key}", "", "", "", formula, f"{value:,}", format_bytes(value)))
     # Long formulas run past their column rather than being cut: every character is exact.
     widths = [max(len(r[i]) for r in rows) for i in range(4)] + [
         min(max(len(r[4]) for r in rows), 60),
@@ -64,4 +56,17 @@ def estimate_table(estimate: Estimate) -> str:
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
+    lines += ["", "live memory through a training step (device):"]
+    steps: list[tuple[str, ...]] = [("phase", "start", "peak", "end")] + [
+        (name, format_bytes(start), format_bytes(peak), format_bytes(end))
+        for name, start, end, peak in estimate.timeline
+    ]
+    widths = [max(len(r[i]) for r in steps) for i in range(4)]
+    for row in steps:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(lines)

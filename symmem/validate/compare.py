@@ -133,8 +133,24 @@ def compare(estimate: Estimate, measurement: _Measurement) -> Comparison:
     totals = (
         *(Row(f"total: {k}", "", estimate.totals[k], measurement.totals.get(k)) for k in TOTALS),
         Row("param_count", "", estimate.param_count, measurement.param_count),
+        *_phase_rows(estimate, getattr(measurement, "timeline", None)),
     )
     return Comparison(terms, totals)
+
+
+def _phase_rows(estimate: Estimate, timeline: Any) -> list[Row]:
+    """Start, peak and end of each phase of the training step, when the step was measured."""
+    if timeline is None:
+        return []
+    measured = {p.name: (p.start, p.peak, p.end) for p in timeline.phases}
+    rows = []
+    for name, start, end, peak in estimate.timeline:
+        got = measured.get(name, (None, None, None))
+        for what, mine, theirs in zip(
+            ("start", "peak", "end"), (start, peak, end), got, strict=True
+        ):
+            rows.append(Row(f"step: {name} {what}", "", mine, theirs))
+    return rows
 
 
 def assert_matches(estimate: Estimate, measurement: _Measurement) -> None:

@@ -88,6 +88,8 @@ class Measurement:
         hook_bytes: Bytes of the distinct non-parameter storages ``saved_tensors_hooks`` packed
             (must equal the graph walk's ``activations + loss + inputs`` plus host tensors).
         peak_allocated: ``torch.cuda.max_memory_allocated()`` over the step (CUDA only).
+        timeline: Live memory through nanoGPT's training loop, phase by phase
+            (:mod:`symmem.validate.timeline`); its peak is ``totals["peak"]``.
     """
 
     config: Config
@@ -100,6 +102,7 @@ class Measurement:
     hook_bytes: int
     peak_allocated: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    timeline: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,12 @@ class Measurement:
             "totals": dict(self.totals),
             "hook_bytes": self.hook_bytes,
             "peak_allocated": self.peak_allocated,
+            "timeline": None
+            if self.timeline is None
+            else [
+                {"phase": p.name, "start": p.start, "end": p.end, "peak": p.peak, "at": p.at}
+                for p in self.timeline.phases
+            ],
             "terms": [
                 {
                     "name": t.name,
@@ -309,6 +318,10 @@ def measure(
     terms += _state_terms(model, adamw, dev)
     totals = _totals(terms, config.L)
     param_count = sum(p.numel() for p in model.parameters())
+    from symmem.validate.timeline import measure_timeline
+
+    timeline = measure_timeline(config, device=device, attention=attention, optimizer=optimizer)
+    totals["peak"] = timeline.peak
     return Measurement(
         config,
         device,
@@ -320,6 +333,7 @@ def measure(
         hook_bytes,
         peak,
         {"kernel": used_kernel},
+        timeline,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import Any
 
 from symmem.config import Config
 from symmem.errors import MeasurementError, SymmemError
@@ -92,11 +91,8 @@ def run_validation(
             config, device=device, attention=attention, optimizer=report.optimizer
         )
     comparison = compare(estimate, measurement)
-    phases = _timeline(config, device, attention, report.optimizer) if timeline else None
     if as_json:
         measured = measurement.as_dict()
-        if phases is not None:
-            measured["timeline"] = phases
         print(
             json.dumps(
                 {
@@ -118,23 +114,13 @@ def run_validation(
             if comparison.match
             else f"DIFFERS in {len(comparison.differences())} rows"
         )
-        if phases is not None:
-            print("\nlive memory through a training step (measured; symmem does not model it yet):")
-            for phase in phases:
+        if timeline and measurement.timeline is not None:
+            phase, at = estimate.peak_at
+            print(f"\npredicted peak: {phase}, after {at}")
+            print("measured, phase by phase:")
+            for p in measurement.timeline.phases:
                 print(
-                    f"  {phase['phase']:<10} start {phase['start']:>14,}  end {phase['end']:>14,}"
-                    f"  peak {phase['peak']:>14,} ({format_bytes(phase['peak'])}) at {phase['at']}"
+                    f"  {p.name:<10} start {p.start:>14,}  end {p.end:>14,}"
+                    f"  peak {p.peak:>14,} ({format_bytes(p.peak)}) at {p.at}"
                 )
     return 0 if comparison.match else 1
-
-
-def _timeline(config: Config, device: str, attention: str, optimizer: str) -> list[dict[str, Any]]:
-    from symmem.validate.timeline import measure_timeline
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        timeline = measure_timeline(config, device=device, attention=attention, optimizer=optimizer)
-    return [
-        {"phase": p.name, "start": p.start, "end": p.end, "peak": p.peak, "at": p.at}
-        for p in timeline.phases
-    ]
