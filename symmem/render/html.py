@@ -42,7 +42,15 @@ def estimate_html(estimate: Estimate) -> str:
         where = "" if term.location == "device" else f" [{term.location}]"
         rows.append(_row((term.name + where, term.module, term.kind, str(term.formula)), nbytes))
     foot = [
-        _row((f"total: {key}", "", "", str(report.totals[key])), value)
+        _row(
+            (
+                f"total: {key}",
+                "",
+                "",
+                str(estimate.peak_formula if key == "peak" else report.totals[key]),
+            ),
+            value,
+        )
         for key, value in estimate.totals.items()
     ]
     return "\n".join(

@@ -26,6 +26,7 @@ from sympy.printing.latex import LatexPrinter
 
 from symmem.config import Config
 from symmem.errors import ConfigError
+from symmem.kinds import SUMS
 from symmem.report import CATEGORIES, TOTALS, Report, Term
 from symmem.simplify import paper_form
 from symmem.symbols import (
@@ -282,7 +283,10 @@ def _switch_values(switches: Switches) -> dict[sympy.Symbol, sympy.Integer]:
 
 def _fixed(expr: sympy.Expr, switches: Switches) -> sympy.Expr:
     values = _switch_values(switches)
-    return paper_form(expr.xreplace(values)) if values else expr
+    if not values:
+        return expr
+    fixed = expr.xreplace(values)
+    return fixed if fixed.has(sympy.Max) else paper_form(fixed)
 
 
 def _text(text: str) -> str:
@@ -394,8 +398,8 @@ def totals(
     width: int = 80,
     environment: str = "align*",
 ) -> str:
-    r"""Every total (or ``keys``) in one aligned environment, a long sum broken into lines of
-    about ``width`` characters (as printed, not as typed).
+    r"""Every total that is a sum of terms (or ``keys``) in one aligned environment, a long sum
+    broken into lines of about ``width`` characters (as printed, not as typed).
 
     >>> from symmem import build_report
     >>> print(totals(build_report("cuda"), keys=["inputs", "loss"]))
@@ -406,7 +410,7 @@ def totals(
     """
     names = symbol_set(symbols)
     lines = []
-    for key in keys if keys is not None else tuple(report.totals):
+    for key in keys if keys is not None else SUMS:
         first, *rest = _lines(_summands(_total_expr(report, key, switches), names), width)
         lines += [f"{_lhs(key)} &= {first}", *(rf"&\quad {line}" for line in rest)]
     return _environment(environment, lines)

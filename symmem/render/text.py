@@ -61,12 +61,12 @@ def estimate_table(estimate: Estimate) -> str:
         (name, format_bytes(start), format_bytes(peak), format_bytes(end))
         for name, start, end, peak in estimate.timeline
     ]
-    widths = [max(len(r[i]) for r in steps) for i in range(4)]
-    for row in steps:
+    step_widths = [max(len(r[i]) for r in steps) for i in range(4)]
+    for step in steps:
         lines.append(
             "  ".join(
                 c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+                for i, (c, w) in enumerate(zip(step, step_widths, strict=True))
             )
         )
     return "\n".join(lines)
