@@ -147,8 +147,8 @@ def _backward_mm(x_shape: Any, w_shape: Any, dtype: Any) -> Any:
     """MmBackward0: the weight gradient first, then the input's (returned in input order)."""
 
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
-        grad_w = engine.new(w_shape, dtype)
-        return [engine.new(x_shape, dtype), grad_w]
+        grad_w = engine.new(w_shape, dtype)  # computed as mat2's gradient, then transposed back
+        return [engine.new(x_shape, dtype), engine.view(grad_w)]
 
     return backward
 

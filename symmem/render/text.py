@@ -57,7 +57,7 @@ def estimate_table(estimate: Estimate) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     lines += ["", "live memory through a training step (device):"]
-    steps: list[tuple[str, ...]] = [("phase", "start", "peak", "end")] + [
+    steps: list[tuple[str, str, str, str]] = [("phase", "start", "peak", "end")] + [
         (name, format_bytes(start), format_bytes(peak), format_bytes(end))
         for name, start, end, peak in estimate.timeline
     ]
