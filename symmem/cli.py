@@ -166,10 +166,12 @@ def _solve(args: argparse.Namespace) -> int:
             print(f"closed form: {args.solve_for} = {solution.closed_form}")
             print(f"  = {solution.closed_form_value} at this config, M = {solution.budget_bytes}")
         else:
-            print(
-                f"no closed form: memory steps in {args.solve_for} (a padded length); "
-                "the answer was found by exact search"
+            why = (
+                "the peak is the largest of several polynomials"
+                if "peak" in solution.quantity
+                else f"memory steps in {args.solve_for} (a padded length)"
             )
+            print(f"no closed form: {why}; the answer was found by exact search")
     return 0
 
 
@@ -271,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument(
         "--quantity",
-        default="total",
-        help="what must fit: a total (default: total) or a sum like activations+loss",
+        default="peak",
+        help="what must fit: a total (default: peak, the most memory alive at any moment of a "
+        "training step; 'total' is the sum of every category) or a sum like activations+loss",
     )
     _add_config_flags(solve)
     solve.set_defaults(run=_solve)

@@ -56,7 +56,7 @@ class Solution:
         bytes_at_next: Memory at ``next_value``: above the budget unless ``limited_by`` is
             ``upper bound``.
         closed_form: The answer as an expression in the other symbols and ``M``, or ``None``
-            where no closed form exists (a padded length).
+            where no closed form exists (a padded length, or the peak).
         closed_form_value: The closed form at this config and budget.
         quantity: What must fit: a key of TOTALS or a ``+``-joined sum of them.
         multiple_of: Allowed values are multiples of this.
@@ -137,7 +137,7 @@ def largest(
     *,
     multiple_of: int = 1,
     upper: int | None = None,
-    quantity: str = "total",
+    quantity: str = "peak",
 ) -> Solution:
     """The largest multiple of ``multiple_of`` (at most ``upper``) for ``symbol`` that fits."""
     if symbol not in SOLVABLE:
@@ -289,7 +289,8 @@ def _closed_symbolic(
     switches: tuple[tuple[sympy.Symbol, int], ...],
     branches: tuple[int, ...],
 ) -> sympy.Expr | None:
-    """The closed form, or None where the symbol sits in a step (a padded length).
+    """The closed form, or None where the symbol sits in a step (a padded length) or the
+    quantity is a maximum (the peak).
 
     The switches take their values and each Piecewise its branch first (see :func:`_context`):
     which terms exist, and so the degree in the symbol, depends on them.
@@ -298,8 +299,8 @@ def _closed_symbolic(
     chosen = dict(zip(_piecewises(expr), branches, strict=True))
     expr = expr.xreplace({p: p.args[i][0] for p, i in chosen.items()}).xreplace(dict(switches))
     x = SYMBOLS[symbol]
-    if any(f.has(x) for f in expr.atoms(sympy.ceiling, sympy.floor)):
-        return None
+    if any(f.has(x) for f in expr.atoms(sympy.ceiling, sympy.floor)) or expr.has(sympy.Max):
+        return None  # a step in the symbol, or a peak (the largest of several polynomials)
     poly = sympy.Poly(sympy.expand(expr), x)
     coeffs = [paper_form(c) for c in poly.all_coeffs()]
     # M - (the part that does not depend on the symbol), kept together as papers write it.

@@ -15,9 +15,9 @@ from sympy.core.function import AppliedUndef
 
 from symmem import Config, build_report
 from symmem.errors import ConfigError
+from symmem.kinds import SUMS
 from symmem.render import latex
 from symmem.render.latex import SYMBOL_SETS, SymbolSet
-from symmem.kinds import SUMS
 from symmem.report import CATEGORIES, Report
 from symmem.symbols import AMP, BIAS, DROPOUT, NH, SYMBOLS, B, D, L, S, V
 from symmem.units import format_bytes
