@@ -23,6 +23,9 @@ allocation, the innermost composite one (``where``) stands for it.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -108,11 +111,26 @@ def measure_timeline(
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=activities, profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
         peak = _train(config, dev, attention, optimizer, grad_clip)
     events = prof.profiler.kineto_results.experimental_event_tree()
     phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu")
     return Timeline(config, device, phases, peak)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: the profiler's C++ side logs each start and stop there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w", encoding="ascii") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _train(
