@@ -177,8 +177,8 @@ def test_docs_worked_example_figures():
     """docs/sizing.md quotes these answers for GPT-2 XL on 80 GiB."""
     report = build_report("cuda")
     xl = Config(S=1024, D=1600, NH=25, V=50257, L=48, bias=True)
-    fp32 = largest(report, xl, "B", "80GiB")
-    amp = largest(report, xl.with_(amp=True), "B", "80GiB")
+    fp32 = largest(report, xl, "B", "80GiB", quantity="total")
+    amp = largest(report, xl.with_(amp=True), "B", "80GiB", quantity="total")
     assert (fp32.value, fp32.bytes_at_value, fp32.bytes_at_next) == (
         11,
         85_022_528_788,
@@ -189,7 +189,21 @@ def test_docs_worked_example_figures():
         83_424_823_700,
         86_683_240_852,
     )
-    assert largest(report, xl.with_(amp=True), "B", "80GiB", multiple_of=8).value == 16
+    assert (
+        largest(report, xl.with_(amp=True), "B", "80GiB", multiple_of=8, quantity="total").value
+        == 16
+    )
+    # The default quantity is the peak of a training step.
+    peak32, peak16 = (
+        largest(report, xl, "B", "80GiB"),
+        largest(report, xl.with_(amp=True), "B", "80GiB"),
+    )
+    assert (peak32.quantity, peak32.value, peak32.bytes_at_value) == ("peak", 11, 83_320_932_888)
+    assert (peak16.value, peak16.bytes_at_value, peak16.bytes_at_next) == (
+        18,
+        84_158_439_072,
+        87_622_725_280,
+    )
     assert str(amp.closed_form) == (
         "floor((M - (216*D**2*L + 208*D*L + 16*D*S + 18*D*V + 32*D + 48*L + 8*S + 20))/"
         "(36*D*L*S + 6*D*S + 128*L*NH*ceiling(S/32) + 16*L*S + 8*S*V + 24*S))"
