@@ -31,7 +31,7 @@ def _by_gid(ax, gid):
 def test_batch_plot_marks_budget_and_largest():
     report = build_report("cuda")
     ax = batch_plot(report, GPT2, budget="80GiB")
-    solution = largest(report, GPT2, "B", "80GiB")
+    solution = largest(report, GPT2, "B", "80GiB", quantity="total")  # what the plot shows
     (budget,) = _by_gid(ax, "budget")
     assert list(budget.get_ydata()) == [80, 80]
     (marker,) = _by_gid(ax, "largest")

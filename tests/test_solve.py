@@ -83,7 +83,7 @@ def test_gpt2_xl_on_80_gib_matches_a_linear_scan():
     for amp in (False, True):
         config = base.with_(amp=amp)
         solution = largest(report, config, "B", "80GiB")
-        fits = [b for b in range(1, 200) if exact(report, config, "total", "B", b) <= 80 * 2**30]
+        fits = [b for b in range(1, 200) if exact(report, config, "peak", "B", b) <= 80 * 2**30]
         assert solution.value == max(fits)
 
 
@@ -107,7 +107,11 @@ def test_padded_length_has_no_closed_form_but_an_exact_answer():
 
 def test_closed_form_for_batch_is_a_floor_of_a_ratio_and_renders():
     solution = largest(
-        build_report("cuda"), Config(S=1024, D=768, NH=12, V=50257, L=12), "B", "24GiB"
+        build_report("cuda"),
+        Config(S=1024, D=768, NH=12, V=50257, L=12),
+        "B",
+        "24GiB",
+        quantity="total",
     )
     assert isinstance(solution.closed_form, sympy.floor)
     assert solution.closed_form.has(sympy.Symbol("M", positive=True), SYMBOLS["S"])
@@ -143,7 +147,7 @@ def test_bad_input(kwargs, error, message):
 
 def test_smallest_value_not_fitting_says_so():
     config = Config(S=1024, D=768, NH=12, V=50257, L=12)
-    fixed_plus = exact(build_report("cuda"), config.with_(B=1), "total", "B", 1) - 1
+    fixed_plus = exact(build_report("cuda"), config.with_(B=1), "peak", "B", 1) - 1
     with pytest.raises(BudgetError, match="B=1 already needs"):
         largest(build_report("cuda"), config, "B", fixed_plus)
 
