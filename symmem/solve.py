@@ -11,7 +11,7 @@ returned too, and renders in LaTeX like every other expression.
 >>> config = Config(S=1024, D=768, NH=12, V=50257, L=12, amp=True)
 >>> solution = largest(build_report("cuda"), config, "B", "80GiB")
 >>> solution.value, solution.bytes_at_value <= solution.budget_bytes < solution.bytes_at_next
-(110, True)
+(87, True)
 """
 
 from __future__ import annotations
