@@ -177,7 +177,7 @@ class Report:
     def step_at(self, config: Config) -> StepRun:
         """The simulated step whose scenario ``config`` falls in."""
         switches = (config.amp, config.dropout, config.bias)
-        values = dict(zip(SIZES, config.arguments()[: len(SIZES)], strict=True))
+        values = config.values()
         for run in self.steps:
             scenario = run.scenario
             if (scenario.amp, scenario.dropout, scenario.bias) != switches:
@@ -217,7 +217,7 @@ class Estimate:
         """Where the peak is reached: the phase, and the op (with its module) that allocated
         last before it."""
         phase = max(self.phases, key=lambda name: self.phases[name])
-        values = dict(zip(SIZES, self.config.arguments()[: len(SIZES)], strict=True))
+        values = self.config.values()
         step = next(p for p in self.report.step_at(self.config).phases if p.name == phase)
         target = self.phases[phase]
         for expr, what in step.candidates:
@@ -228,7 +228,7 @@ class Estimate:
     @cached_property
     def timeline(self) -> tuple[tuple[str, int, int, int], ...]:
         """``(phase, start, end, peak)`` live bytes of each phase of a training step."""
-        values = dict(zip(SIZES, self.config.arguments()[: len(SIZES)], strict=True))
+        values = self.config.values()
         return tuple(
             (
                 p.name,

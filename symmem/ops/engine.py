@@ -20,6 +20,7 @@ freed when the last Python reference to them goes, and the trace's event log rec
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -36,13 +37,14 @@ class Engine:
 
     def __init__(self, trace: Trace) -> None:
         self.trace = trace
-        self.views: set[int] = set()
+        # By identity, weakly: a freed gradient's id() can come back for a new tensor.
+        self.views: weakref.WeakSet[Tensor] = weakref.WeakSet()
 
     def view(self, tensor: Tensor) -> Tensor:
         """A view of a gradient (``grad.t()``): it shares its storage, so the engine never
         accumulates into it in place."""
         out = tensor.transpose(0, 1) if len(tensor.shape) == 2 else tensor.view(*tensor.shape)
-        self.views.add(id(out))
+        self.views.add(out)
         return out
 
     def new(
@@ -140,6 +142,6 @@ def _add(
     residual stream's gradients add in place; the tied embedding's, where the first one is
     ``lm_head``'s transposed weight gradient, out of place.)"""
     shared = any(g is old for g in outputs) or any(g is old for g in held.values())
-    if not shared and id(old) not in engine.views:
+    if not shared and old not in engine.views:
         return old
     return engine.new(old.shape, old.dtype)

@@ -254,6 +254,13 @@ def build_adamw(model: GPT, optimizer: str, dev: torch.device) -> torch.optim.Ad
     )
 
 
+def autocast_context(config: Config, dev: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast when AMP is on, as nanoGPT's ``ctx``; else nothing."""
+    if config.amp:
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def kernel_context(attention: str) -> contextlib.AbstractContextManager[Any]:
     """Forces an SDPA backend, or nothing for ``default``."""
     if attention == "default":
@@ -297,9 +304,7 @@ def measure(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     tagger = _ModuleTagger(model)
-    autocast = (
-        torch.autocast(dev.type, dtype=torch.bfloat16) if config.amp else contextlib.nullcontext()
-    )
+    autocast = autocast_context(config, dev)
     with (
         kernel_context(attention),
         torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),

@@ -34,7 +34,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from symmem.config import Config
-from symmem.validate.measure import build_adamw, build_model, kernel_context
+from symmem.validate.measure import autocast_context, build_adamw, build_model, kernel_context
 
 __all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
 
@@ -139,9 +139,7 @@ def _train(
     """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
     model = build_model(config, dev)
     adamw = build_adamw(model, optimizer, dev)
-    autocast = (
-        torch.autocast(dev.type, dtype=torch.bfloat16) if config.amp else contextlib.nullcontext()
-    )
+    autocast = autocast_context(config, dev)
     gradient_accumulation_steps = 1
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
 
