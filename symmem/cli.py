@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from symmem.allocator import ALLOCATORS
 from symmem.config import SIZE_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
@@ -76,6 +77,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="AdamW implementation; default: what nanoGPT runs (fused on CUDA, for-loop on CPU)",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=tuple(ALLOCATORS),
+        default="default",
+        help="the CUDA caching allocator's setting: max_memory_allocated is exact with "
+        "expandable (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), a lower bound with "
+        "the default one",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -112,13 +121,20 @@ def _report(args: argparse.Namespace) -> Report:
     return build_report(_platform(args), args.attention, args.optimizer, args.gpu)
 
 
+def _allocator(report: Report, allocator: str) -> dict[str, str] | None:
+    """What ``max_memory_allocated`` is under ``allocator`` (``None`` without a caching one)."""
+    if not report.platform.caching_allocator:
+        return None
+    return {"name": allocator, "max_memory_allocated": ALLOCATORS[allocator]}
+
+
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     estimate = _report(args).at(config)
     if args.json:
-        print(json.dumps(estimate_dict(estimate), indent=2))
+        print(json.dumps(estimate_dict(estimate, allocator=args.allocator), indent=2))
     else:
-        print(estimate_table(estimate))
+        print(estimate_table(estimate, allocator=args.allocator))
     return 0
 
 
@@ -154,6 +170,7 @@ def _solve(args: argparse.Namespace) -> int:
             "budget_source": budget_source,
             "attention": report.kernel_for(solution.config),
             "kernel_reason": report.kernel_reason(solution.config),
+            "allocator": _allocator(report, args.allocator),
         }
         print(json.dumps(data, indent=2))
     else:
@@ -168,7 +185,7 @@ def _solve(args: argparse.Namespace) -> int:
         else:
             why = (
                 "the peak is the largest of several polynomials"
-                if "peak" in solution.quantity
+                if "peak" in solution.quantity or "max_memory_allocated" in solution.quantity
                 else f"memory steps in {args.solve_for} (a padded length)"
             )
             print(f"no closed form: {why}; the answer was found by exact search")
@@ -273,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument(
         "--quantity",
-        default="peak",
-        help="what must fit: a total (default: peak, the most memory alive at any moment of a "
-        "training step; 'total' is the sum of every category) or a sum like activations+loss",
+        default="max_memory_allocated",
+        help="what must fit: a total (default: max_memory_allocated, the peak of a training "
+        "step as the caching allocator counts it; peak: the live tensors' peak; total: the sum "
+        "of every category) or a sum like activations+loss",
     )
     _add_config_flags(solve)
     solve.set_defaults(run=_solve)

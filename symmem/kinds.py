@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["CATEGORIES", "SUMS", "TOTALS"]
+__all__ = ["CATEGORIES", "MAXIMA", "SUMS", "TOTALS"]
 
 #: Categories every term belongs to, in report order.
 CATEGORIES = ("activations", "loss", "inputs", "logits", "params", "grads", "optimizer")
 #: Keys of ``Report.totals``: ``block`` (one block's saved bytes), the categories (device memory
 #: only), ``total`` (their sum), ``peak`` (the most device memory alive at any moment of a
-#: training step, :mod:`symmem.step`) and ``host`` (host tensors, outside every other total).
-TOTALS = ("block", *CATEGORIES, "total", "peak", "host")
-#: The totals that are sums of terms (every one but ``peak``, a maximum over a training step).
-SUMS = tuple(key for key in TOTALS if key != "peak")
+#: training step, :mod:`symmem.step`), ``max_memory_allocated`` (that peak as the caching
+#: allocator counts it, :mod:`symmem.allocator`; the peak itself on the cpu platform) and
+#: ``host`` (host tensors, outside every other total).
+TOTALS = ("block", *CATEGORIES, "total", "peak", "max_memory_allocated", "host")
+#: The maxima over a training step.
+MAXIMA = ("peak", "max_memory_allocated")
+#: The totals that are sums of terms.
+SUMS = tuple(key for key in TOTALS if key not in MAXIMA)

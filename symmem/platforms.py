@@ -115,6 +115,8 @@ class Platform:
             its per-parameter ``step`` tensors live.
         default_optimizer: The implementation nanoGPT's training runs with on this platform.
         evidence: Where the platform's rules come from.
+        caching_allocator: Whether allocations go through PyTorch's CUDA caching allocator, which
+            rounds them and holds cuBLAS workspaces (:mod:`symmem.allocator`).
         gpu: The GPU preset, if one is given: it sets ``default_order`` and refuses kernels its
             architecture cannot run (see :mod:`symmem.gpus`).
     """
@@ -128,6 +130,7 @@ class Platform:
     optimizers: Mapping[str, str]
     default_optimizer: str
     evidence: str
+    caching_allocator: bool = False
     gpu: GPU | None = None
 
     @property
@@ -282,6 +285,7 @@ CUDA = Platform(
     optimizers=MappingProxyType({"fused": DEVICE, "foreach": HOST, "forloop": HOST}),
     default_optimizer="fused",
     evidence=_CUDA_FACTS,
+    caching_allocator=True,
 )
 
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({"cpu": CPU, "cuda": CUDA})

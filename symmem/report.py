@@ -19,6 +19,7 @@ from typing import Any
 
 import sympy
 
+from symmem.allocator import block_bytes, workspace_bytes
 from symmem.cache import cached
 from symmem.config import Config
 from symmem.errors import KernelError
@@ -37,7 +38,7 @@ from symmem.ops.graph import (
 )
 from symmem.platforms import AttentionKernel, Platform, get_platform
 from symmem.simplify import paper_form, tidy_term
-from symmem.step import PHASES, StepRun, simulate
+from symmem.step import PHASES, StepPhase, StepRun, simulate, walk
 from symmem.symbols import AMP, BIAS, DROPOUT, SIZES, SWITCHES, L
 
 __all__ = ["CATEGORIES", "TOTALS", "Estimate", "Report", "Term", "build_report"]
@@ -244,6 +245,16 @@ class Estimate:
         """The peak as a formula in the sizes, for this config's switches and size case."""
         return self.report.step_at(self.config).peak
 
+    def formula(self, key: str) -> sympy.Expr:
+        """The formula of the total ``key``: for a maximum over the step (``peak``,
+        ``max_memory_allocated``), the one for this config's switches and size case (the joined
+        one is long); otherwise the report's, with the switches symbolic."""
+        if key == "peak":
+            return self.peak_formula
+        if key == "max_memory_allocated":
+            return self.report.step_at(self.config).allocated_peak
+        return self.report.totals[key]
+
     def _repr_html_(self) -> str:
         from symmem.render.html import estimate_html
 
@@ -350,7 +361,8 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
     fixed = {_SWITCHES[i]: next(iter(combos))[i] for i in range(3) if i not in free}
     terms = tuple(_combine(runs, free))
     totals = _totals(terms)
-    phases, totals["peak"] = _peaks(steps, free)
+    phases, peaks = _peaks(steps, free)
+    totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / 4)
     exprs = [*(t.formula for t in terms), *totals.values(), *phases.values(), param_count]
@@ -366,28 +378,41 @@ def _explore_step(
     while pending:
         scenario = pending.pop()
         trace = Trace(platform, kernel, scenario, events=[])
+        step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, platform.optimizers[optimizer])
+            phases = simulate(trace, optimizer, step_location)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
-        yield StepRun(scenario, phases)
+        allocated: tuple[StepPhase, ...] = ()
+        if platform.caching_allocator:
+            workspaces = workspace_bytes(platform.gpu).subs(BIAS, int(scenario.bias))
+            allocated = walk(trace, optimizer, step_location, block_bytes, workspaces)
+        yield StepRun(scenario, phases, allocated)
 
 
 def _peaks(
     steps: Sequence[StepRun], free: Sequence[int]
-) -> tuple[dict[str, sympy.Expr], sympy.Expr]:
-    """Each phase's peak and the step's, with the switches symbolic again."""
+) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
+    """Each phase's peak, and the step's as live tensors (``peak``) and as the allocator counts
+    it (``max_memory_allocated``), with the switches symbolic again."""
     runs = []
     for step in steps:
         s = step.scenario
-        values = {("phase", p.name): p.peak for p in step.phases} | {("step",): step.peak}
+        values = {("phase", p.name): p.peak for p in step.phases} | {
+            ("step",): step.peak,
+            ("allocated",): step.allocated_peak,
+        }
         runs.append(((int(s.amp), int(s.dropout), int(s.bias)), s, values))
     predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
     phases = {
         name: _formula(("phase", name), runs, free, predicates, tidy=False) for name in PHASES
     }
-    return phases, _formula(("step",), runs, free, predicates, tidy=False)
+    totals = {
+        "peak": _formula(("step",), runs, free, predicates, tidy=False),
+        "max_memory_allocated": _formula(("allocated",), runs, free, predicates, tidy=False),
+    }
+    return phases, totals
 
 
 def _explore(

@@ -56,7 +56,7 @@ class Solution:
         bytes_at_next: Memory at ``next_value``: above the budget unless ``limited_by`` is
             ``upper bound``.
         closed_form: The answer as an expression in the other symbols and ``M``, or ``None``
-            where no closed form exists (a padded length, or the peak).
+            where no closed form exists (a padded length, or a maximum over the step).
         closed_form_value: The closed form at this config and budget.
         quantity: What must fit: a key of TOTALS or a ``+``-joined sum of them.
         multiple_of: Allowed values are multiples of this.
@@ -137,7 +137,7 @@ def largest(
     *,
     multiple_of: int = 1,
     upper: int | None = None,
-    quantity: str = "peak",
+    quantity: str = "max_memory_allocated",
 ) -> Solution:
     """The largest multiple of ``multiple_of`` (at most ``upper``) for ``symbol`` that fits."""
     if symbol not in SOLVABLE:

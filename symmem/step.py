@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
@@ -44,7 +44,7 @@ from symmem.ops.engine import backward
 from symmem.ops.graph import Node, Scenario, Trace
 from symmem.symbols import B, L, S, V
 
-__all__ = ["PHASES", "StepPhase", "StepRun", "dominated", "prune", "simulate"]
+__all__ = ["PHASES", "StepPhase", "StepRun", "dominated", "prune", "simulate", "walk"]
 
 #: The phases of one step, in order (as :mod:`symmem.validate.timeline` measures them).
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
@@ -78,17 +78,30 @@ class StepRun:
 
     Attributes:
         scenario: The switch values and size decisions it ran under.
-        phases: Its phases, in order.
+        phases: Its phases, in order: the bytes of live tensors.
+        allocated: The same phases as a caching allocator counts them (each block rounded, its
+            workspaces held throughout: :mod:`symmem.allocator`); empty where the platform has
+            none.
     """
 
     scenario: Scenario
     phases: tuple[StepPhase, ...]
+    allocated: tuple[StepPhase, ...] = ()
 
     @property
     def peak(self) -> sympy.Expr:
         """The step's peak: the largest candidate of any phase."""
-        found = [c for phase in self.phases for c in phase.candidates]
-        return _max([c for c, _ in prune(found)])
+        return _step_peak(self.phases)
+
+    @property
+    def allocated_peak(self) -> sympy.Expr:
+        """The allocator's peak (``max_memory_allocated``); the tensors' peak without one."""
+        return _step_peak(self.allocated or self.phases)
+
+
+def _step_peak(phases: Sequence[StepPhase]) -> sympy.Expr:
+    found = [c for phase in phases for c in phase.candidates]
+    return _max([c for c, _ in prune(found)])
 
 
 def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
@@ -97,7 +110,8 @@ def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
 
 
 def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
-    """One training step under ``trace``'s scenario (``trace.events`` must be a list).
+    """One training step under ``trace``'s scenario (``trace.events`` must be a list), as the
+    bytes of live tensors. :func:`walk` reads the same step again another way.
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
     """
@@ -135,11 +149,27 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
     trace.mark("every block")
     del grads  # zero_grad(set_to_none=True) frees every block's gradients
     trace.mark("/every block")
-    return _phases(trace, optimizer, step_location)
+    return walk(trace, optimizer, step_location)
 
 
-def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
-    """Walks the event log into phases, and adds the analytic clip and step phases."""
+def _exact(nbytes: sympy.Expr) -> sympy.Expr:
+    return nbytes
+
+
+def walk(
+    trace: Trace,
+    optimizer: str,
+    step_location: str,
+    size: Callable[[sympy.Expr], sympy.Expr] = _exact,
+    resident: sympy.Expr = sympy.S.Zero,
+) -> tuple[StepPhase, ...]:
+    """The phases of the step :func:`simulate` ran on ``trace``: its event log, with the
+    analytic clip and step phases added.
+
+    ``size`` gives what an allocation of so many bytes takes (the bytes themselves by default;
+    :func:`symmem.allocator.block_bytes` for a caching allocator); ``resident`` is held
+    throughout (an allocator's workspaces).
+    """
     assert trace.events is not None
     live = sympy.Integer(0)
     phase, region, every = "", "", False
@@ -160,6 +190,7 @@ def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase
             continue
         if location != DEVICE:
             continue
+        nbytes = size(nbytes)
         if kind == "alloc":
             live += nbytes
             if region == "block":
@@ -175,7 +206,7 @@ def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase
         else:
             live -= freed
 
-    base = _state_bytes(trace, step_location)
+    base = _state_bytes(trace, step_location, size) + resident
     growth_f = marks[("forward", "/block")] - marks[("forward", "block")]
     growth_b = marks[("backward", "/block")] - marks[("backward", "block")]
     others = L - 1
@@ -208,21 +239,26 @@ def _phases(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase
     after = starts[-1]
     params = _param_numels(trace)
     count = sum((n_layers for _, n_layers, _ in params), sympy.Integer(0))
-    phases.append(
-        StepPhase("clip", after, after, ((sympy.expand(after + 8 * count + 4), "norms"),))
-    )
-    step = [(after + sympy.expand(4 * c), what) for c, what in _step_temporaries(optimizer, params)]
+    # A 0-dim norm per parameter tensor, their stack and the total norm.
+    norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
+    phases.append(StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),)))
+    temporaries = _step_temporaries(optimizer, params, size)
+    step = [(sympy.expand(after + c), what) for c, what in temporaries]
     phases.append(StepPhase("step", after, after, prune([(after, "start"), *step])))
     end = sympy.expand(after - zero_grad_frees)
     phases.append(StepPhase("zero_grad", after, end, ((after, "start"),)))
     return tuple(phases)
 
 
-def _state_bytes(trace: Trace, step_location: str) -> sympy.Expr:
-    """Parameters and AdamW state on the device: 4 + 8 bytes per element, 4 per ``step``."""
+def _state_bytes(
+    trace: Trace, step_location: str, size: Callable[[sympy.Expr], sympy.Expr]
+) -> sympy.Expr:
+    """Parameters and AdamW state on the device: three fp32 tensors per parameter (itself,
+    ``exp_avg``, ``exp_avg_sq``) and a 0-dim fp32 ``step``."""
     total = sympy.Integer(0)
     for numel, layers, _ in _param_numels(trace):
-        total += layers * numel * 12 + (layers * 4 if step_location == DEVICE else 0)
+        step = size(sympy.Integer(4)) if step_location == DEVICE else 0
+        total += layers * (3 * size(4 * numel) + step)
     return total
 
 
@@ -235,9 +271,12 @@ def _param_numels(trace: Trace) -> list[tuple[sympy.Expr, sympy.Expr, str]]:
 
 
 def _step_temporaries(
-    optimizer: str, params: Sequence[tuple[sympy.Expr, sympy.Expr, str]]
+    optimizer: str,
+    params: Sequence[tuple[sympy.Expr, sympy.Expr, str]],
+    size: Callable[[sympy.Expr], sympy.Expr],
 ) -> list[tuple[sympy.Expr, str]]:
-    """Elements of AdamW's temporaries at each candidate peak of its step (fp32 each).
+    """Bytes of AdamW's temporaries (fp32, one per parameter tensor) at each candidate peak of
+    its step.
 
     nanoGPT's two parameter groups: tensors of 2 or more dims (decayed), then the rest, each in
     ``named_parameters`` order.
@@ -249,13 +288,15 @@ def _step_temporaries(
     found: list[tuple[sympy.Expr, str]] = []
     for group in groups:
         if optimizer == "foreach":  # _foreach_sqrt of the whole group
-            found.append((sum((n * k for n, k, _ in group), sympy.Integer(0)), "_foreach_sqrt"))
+            roots = sum((size(4 * n) * k for n, k, _ in group), sympy.Integer(0))
+            found.append((roots, "_foreach_sqrt"))
         elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
-            for (previous, *_), (numel, _, name) in zip([(0, 0, ""), *group], group, strict=False):
-                found.append((previous + 2 * numel, f"div ({name})"))
+            before = [sympy.Integer(0), *(size(4 * n) for n, _, _ in group)]
+            for previous, (numel, _, name) in zip(before, group, strict=False):
+                found.append((previous + 2 * size(4 * numel), f"div ({name})"))
             blocks = [p for p in group if p[1] != 1]
             if len(blocks) > 1:  # the last block's last tensor, then the next block's first
-                crossing = blocks[-1][0] + 2 * blocks[0][0]
+                crossing = size(4 * blocks[-1][0]) + 2 * size(4 * blocks[0][0])
                 found.append((sympy.Piecewise((crossing, L >= 2), (0, True)), "div"))
     return found
 

@@ -47,7 +47,7 @@ def estimate_html(estimate: Estimate) -> str:
                 f"total: {key}",
                 "",
                 "",
-                str(estimate.peak_formula if key == "peak" else report.totals[key]),
+                str(estimate.formula(key)),
             ),
             value,
         )

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from symmem.allocator import ALLOCATORS, check_allocator
 from symmem.report import Estimate
 
 __all__ = ["estimate_dict"]
 
 
-def estimate_dict(estimate: Estimate) -> dict[str, Any]:
+def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str, Any]:
     """Config, terms (whole-model bytes, formulas with switches symbolic), totals and the live
-    memory of a training step phase by phase (``step``). The peak's formula is the one for the
-    config's switches (the joined one, with every switch symbolic, is long)."""
+    memory of a training step phase by phase (``step``). The formulas of the peaks are the ones
+    for the config's switches (the joined ones, with every switch symbolic, are long).
+
+    ``allocator`` is the CUDA caching allocator's setting (:data:`symmem.allocator.ALLOCATORS`):
+    it says what ``totals.max_memory_allocated`` is, exact or a lower bound.
+    """
     report = estimate.report
+    check_allocator(allocator)
     return {
         "config": estimate.config.as_dict(),
         "platform": report.platform.name,
@@ -22,6 +28,11 @@ def estimate_dict(estimate: Estimate) -> dict[str, Any]:
         "attention_requested": report.attention,
         "kernel_reason": report.kernel_reason(estimate.config),
         "optimizer": report.optimizer,
+        "allocator": (
+            {"name": allocator, "max_memory_allocated": ALLOCATORS[allocator]}
+            if report.platform.caching_allocator
+            else None
+        ),
         "param_count": estimate.param_count,
         "terms": [
             {
@@ -40,10 +51,7 @@ def estimate_dict(estimate: Estimate) -> dict[str, Any]:
             for term, nbytes in estimate.terms()
         ],
         "totals": dict(estimate.totals),
-        "formulas": {
-            key: str(estimate.peak_formula if key == "peak" else value)
-            for key, value in report.totals.items()
-        },
+        "formulas": {key: str(estimate.formula(key)) for key in report.totals},
         "step": {
             "peak": estimate.totals["peak"],
             "phase": estimate.peak_at[0],

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from symmem.allocator import ALLOCATORS, check_allocator
 from symmem.report import TOTALS, Estimate
 from symmem.units import format_bytes
 
 __all__ = ["estimate_table"]
 
 
-def estimate_table(estimate: Estimate) -> str:
-    """Every nonzero term with its module, formula and bytes, then the totals."""
+def estimate_table(estimate: Estimate, *, allocator: str = "default") -> str:
+    """Every nonzero term with its module, formula and bytes, then the totals.
+
+    ``allocator`` is the CUDA caching allocator's setting (:data:`symmem.allocator.ALLOCATORS`).
+    """
+    check_allocator(allocator)
     config = estimate.config
     sizes = " ".join(f"{k}={v}" for k, v in config.sizes().items())
     switches = " ".join(
@@ -40,9 +45,17 @@ def estimate_table(estimate: Estimate) -> str:
         )
     rows.append(("",) * 7)
     phase, at = estimate.peak_at
+    notes = {
+        "peak": f"at {phase}: {at}",
+        "max_memory_allocated": (
+            f"{allocator} allocator: {ALLOCATORS[allocator]}"
+            if report.platform.caching_allocator
+            else "the peak (no caching allocator on this platform)"
+        ),
+    }
     for key in TOTALS:
         value = estimate.totals[key]
-        formula = f"at {phase}: {at}" if key == "peak" else str(report.totals[key])
+        formula = notes.get(key) or str(report.totals[key])
         rows.append((f"total: {key}", "", "", "", formula, f"{value:,}", format_bytes(value)))
     # Long formulas run past their column rather than being cut: every character is exact.
     widths = [max(len(r[i]) for r in rows) for i in range(4)] + [

@@ -7,7 +7,9 @@ Made for a GPU (one run, well under 10 minutes on one device)::
 and runnable on the CPU with ``--device cpu`` (the tests do, on a small grid). For every shape,
 switch combination and attention kernel it estimates, measures one training step, compares term
 by term, and records the result with ``torch.cuda.max_memory_allocated`` for the step. It writes
-``results.jsonl`` (one line per case) and ``summary.md`` under ``--out``.
+``results.jsonl`` (one line per case) and ``summary.md`` under ``--out``. With ``--timeline``,
+set ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` to compare ``max_memory_allocated``
+with symmem's exact prediction (the default allocator counts a little more).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform as host_platform
 import sys
 import time
@@ -116,6 +119,7 @@ def run_grid(
                 for p in steps.phases
             ]
             case["timeline_max_memory_allocated"] = steps.max_memory_allocated
+            case["predicted_max_memory_allocated"] = estimate.totals["max_memory_allocated"]
             if device == "cuda":
                 torch.cuda.empty_cache()
         results.append(case)
@@ -133,6 +137,8 @@ def run_grid(
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "date": time.strftime("%Y-%m-%d"),
+        # exact max_memory_allocated needs expandable_segments:True (symmem.allocator)
+        "PYTORCH_CUDA_ALLOC_CONF": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
         **counts,
     }
     _write_summary(out / "summary.md", header, results)
