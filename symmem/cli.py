@@ -12,20 +12,25 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import sympy
+
 from symmem.allocator import ALLOCATORS
 from symmem.config import SIZE_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
+from symmem.parallel import Layout, per_rank
 from symmem.platforms import PLATFORMS
-from symmem.render.json import estimate_dict
-from symmem.render.text import estimate_table
+from symmem.render.json import estimate_dict, rank_dict
+from symmem.render.text import estimate_table, rank_table
 from symmem.report import Report, build_report
-from symmem.solve import SOLVABLE, largest
+from symmem.solve import RANK_SYMBOLS, SOLVABLE, fewest, largest, largest_per_rank
+from symmem.symbols import N, P, T
 from symmem.units import format_bytes
 
 __all__ = ["main"]
 
 _KERNELS = ("default", "efficient", "flash", "cudnn", "math")
+_DEFAULT_QUANTITY = "max_memory_allocated"
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +90,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "expandable (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), a lower bound with "
         "the default one",
     )
+    ranks = parser.add_argument_group(
+        "several GPUs",
+        "Memory per GPU when training is spread (symmem.parallel: derived from each method's "
+        "documented semantics, not measured). A count may be a number or its symbol (N, t, p) "
+        "for symbolic LaTeX.",
+    )
+    ranks.add_argument(
+        "--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage over --dp ranks"
+    )
+    ranks.add_argument("--dp", default="1", metavar="N", help="data-parallel ranks")
+    ranks.add_argument("--tp", default="1", metavar="T", help="tensor-parallel ranks")
+    ranks.add_argument(
+        "--sp", action="store_true", help="sequence parallelism over the tensor-parallel ranks"
+    )
+    ranks.add_argument("--pp", default="1", metavar="P", help="pipeline stages (1F1B)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -105,6 +125,29 @@ def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Con
             flag if flag is not None else (False if any_size else getattr(notebook, name))
         )
     return Config(**values)
+
+
+def layout_from_args(args: argparse.Namespace, solved: str | None = None) -> Layout:
+    """The layout the flags describe (one GPU without any); the count ``solved`` (``N``, ``t``
+    or ``p``) stays symbolic, and must not be given."""
+    counts: dict[str, int | sympy.Symbol] = {}
+    for name, symbol in (("dp", N), ("tp", T), ("pp", P)):
+        text = str(getattr(args, name)).strip()
+        if solved == str(symbol):
+            if text not in ("1", str(symbol)):
+                raise ConfigError(f"--{name} is the count solved for: leave it out")
+            counts[name] = symbol
+            continue
+        if text == str(symbol):
+            counts[name] = symbol
+            continue
+        try:
+            counts[name] = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"--{name} takes a whole number or the symbol {symbol}, not {text!r}"
+            ) from None
+    return Layout(zero=args.zero, sp=args.sp, dp=counts["dp"], tp=counts["tp"], pp=counts["pp"])
 
 
 def _platform(args: argparse.Namespace) -> str:
@@ -130,6 +173,14 @@ def _allocator(report: Report, allocator: str) -> dict[str, str] | None:
 
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    layout = layout_from_args(args)
+    if layout != Layout():
+        ranks = per_rank(_report(args), layout).at(config)
+        if args.json:
+            print(json.dumps(rank_dict(ranks), indent=2))
+        else:
+            print(rank_table(ranks))
+        return 0
     estimate = _report(args).at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate, allocator=args.allocator), indent=2))
@@ -139,7 +190,9 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    config = config_from_args(args, solved=args.solve_for)
+    layout = layout_from_args(args, solved=args.solve_for)
+    solved = args.solve_for if args.solve_for in SOLVABLE else None
+    config = config_from_args(args, solved=solved)
     report = _report(args)
     budget: str | int
     if args.budget is not None:
@@ -153,6 +206,8 @@ def _solve(args: argparse.Namespace) -> int:
         )
     else:
         raise ConfigError("give a --budget, or a --gpu whose memory is the budget")
+    if args.solve_for in RANK_SYMBOLS or layout != Layout():
+        return _solve_per_rank(args, report, layout, config, budget, budget_source)
     solution = largest(
         report,
         config,
@@ -192,6 +247,51 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _solve_per_rank(
+    args: argparse.Namespace,
+    report: Report,
+    layout: Layout,
+    config: Config,
+    budget: str | int,
+    budget_source: str,
+) -> int:
+    """``solve`` for one rank of a layout: the largest B, S or L, or the fewest N, t or p."""
+    quantity = "total" if args.quantity == _DEFAULT_QUANTITY else args.quantity
+    answer: Any
+    if args.solve_for in RANK_SYMBOLS:
+        ranks = per_rank(report, layout)
+        answer = fewest(ranks, config, args.solve_for, budget, quantity=quantity)
+    else:
+        ranks = per_rank(report, layout)
+        answer = largest_per_rank(
+            ranks,
+            config,
+            args.solve_for,
+            budget,
+            multiple_of=args.multiple_of,
+            upper=args.max,
+            quantity=quantity,
+        )
+    if args.json:
+        data = {
+            **answer.as_dict(),
+            "per_rank": True,
+            "layout": ranks.layout.as_dict(),
+            "platform": report.platform.name,
+            "budget_source": budget_source,
+        }
+        print(json.dumps(data, indent=2))
+        return 0
+    if args.budget is None:
+        print(f"budget: {budget_source}")
+    print(answer)
+    print(
+        "per rank: the sum of what each rank holds (the peak of a step is not derived for "
+        "several GPUs)"
+    )
+    return 0
+
+
 def _latex(args: argparse.Namespace) -> int:
     from symmem.render import latex
 
@@ -200,11 +300,20 @@ def _latex(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     report = _report(args)
     report.kernel_for(config)
+    layout = layout_from_args(args)
     options: dict[str, Any] = {
         "symbols": latex.symbol_set(args.symbols),
         "switches": config if args.fix_switches else None,
     }
-    if args.what == "term":
+    if layout != Layout():
+        if args.what not in ("block", "total"):
+            raise ConfigError(
+                "with --zero, --dp, --tp, --sp or --pp, --what block or total gives the memory "
+                "of one rank"
+            )
+        key = "block" if args.what == "block" else args.total or "total"
+        print(latex.total(per_rank(report, layout), key, collect=args.collect, **options))
+    elif args.what == "term":
         terms = [
             t
             for t in report.terms
@@ -266,7 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.set_defaults(run=_estimate)
     solve = sub.add_parser("solve", help="the largest B, S or L whose memory fits a budget")
     solve.add_argument(
-        "--for", dest="solve_for", choices=SOLVABLE, required=True, help="the symbol to solve for"
+        "--for",
+        dest="solve_for",
+        choices=(*SOLVABLE, *RANK_SYMBOLS),
+        required=True,
+        help="the symbol to solve for: the largest B, S or L that fits, or the fewest N "
+        "(data-parallel ranks, with --zero), t (tensor-parallel) or p (pipeline stages)",
     )
     solve.add_argument(
         "--budget",
@@ -290,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument(
         "--quantity",
-        default="max_memory_allocated",
+        default=_DEFAULT_QUANTITY,
         help="what must fit: a total (default: max_memory_allocated, the peak of a training "
         "step as the caching allocator counts it; peak: the live tensors' peak; total: the sum "
         "of every category) or a sum like activations+loss",

@@ -17,7 +17,7 @@ returned too, and renders in LaTeX like every other expression.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -26,12 +26,23 @@ import sympy
 from symmem.config import Config
 from symmem.errors import BudgetError, ConfigError
 from symmem.evaluate import compile_exact
+from symmem.parallel import Layout, RankReport
 from symmem.report import TOTALS, Report, build_report
 from symmem.simplify import paper_form
 from symmem.symbols import LATEX_NAMES, SYMBOLS
 from symmem.units import format_bytes, parse_bytes
 
-__all__ = ["BUDGET", "SOLVABLE", "Solution", "largest", "quantity_expr"]
+__all__ = [
+    "BUDGET",
+    "RANK_SYMBOLS",
+    "SOLVABLE",
+    "RankSolution",
+    "Solution",
+    "fewest",
+    "largest",
+    "largest_per_rank",
+    "quantity_expr",
+]
 
 #: The budget in closed forms.
 BUDGET = sympy.Symbol("M", positive=True)
@@ -324,3 +335,184 @@ def _closed_symbolic(
 def _generic(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` with every Piecewise replaced by its last ("otherwise") branch."""
     return expr.replace(lambda e: isinstance(e, sympy.Piecewise), lambda e: e.args[-1][0])
+
+
+# -- several GPUs -----------------------------------------------------------------------------
+
+#: Symbols of a layout the solver can find the fewest of.
+RANK_SYMBOLS = {"N": "dp", "t": "tp", "p": "pp"}
+
+
+@dataclass(frozen=True)
+class RankSolution:
+    """The fewest ranks of one kind whose per-rank memory fits a budget.
+
+    Attributes:
+        symbol: ``N`` (data-parallel ranks, with ZeRO), ``t`` (tensor-parallel) or ``p``
+            (pipeline stages).
+        value: The answer.
+        budget_bytes: The budget.
+        bytes_at_value: Memory per rank (of ``quantity``) at the answer.
+        previous_value: The largest smaller value the layout allows, or ``None`` at 1.
+        bytes_at_previous: Memory per rank there: above the budget.
+        quantity: A key of :data:`symmem.parallel.RANK_TOTALS`.
+        layout: The layout with the symbol set to the answer.
+    """
+
+    symbol: str
+    value: int
+    budget_bytes: int
+    bytes_at_value: int
+    previous_value: int | None
+    bytes_at_previous: int | None
+    quantity: str
+    layout: Layout
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "value": self.value,
+            "budget_bytes": self.budget_bytes,
+            "bytes_at_value": self.bytes_at_value,
+            "previous_value": self.previous_value,
+            "bytes_at_previous": self.bytes_at_previous,
+            "quantity": self.quantity,
+            "layout": self.layout.as_dict(),
+        }
+
+    def __str__(self) -> str:
+        text = (
+            f"fewest {self.symbol} = {self.value}: {self.quantity} per rank "
+            f"{self.bytes_at_value:,} B ({format_bytes(self.bytes_at_value)}) of "
+            f"{self.budget_bytes:,} B"
+        )
+        if self.previous_value is not None and self.bytes_at_previous is not None:
+            text += (
+                f"; {self.symbol} = {self.previous_value} would need "
+                f"{self.bytes_at_previous:,} B per rank"
+            )
+        return text
+
+
+def fewest(
+    ranks: RankReport,
+    config: Config,
+    symbol: str,
+    budget: str | int,
+    *,
+    quantity: str = "total",
+    upper: int = 4096,
+) -> RankSolution:
+    """The fewest ``symbol`` ranks (``N``, ``t`` or ``p``) whose per-rank ``quantity`` fits.
+
+    Values the layout cannot take (t must divide the heads and the sizes it splits, p the
+    blocks) are skipped. Memory per rank never grows with more ranks, so the first value that
+    fits is the answer.
+    """
+    if symbol not in RANK_SYMBOLS:
+        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(RANK_SYMBOLS)}")
+    if quantity not in ranks.totals:
+        raise ConfigError(
+            f"unknown quantity {quantity!r} per rank: use one of {', '.join(ranks.totals)}"
+        )
+    budget_bytes = parse_bytes(budget)
+    name = RANK_SYMBOLS[symbol]
+    if name == "dp" and ranks.layout.zero == 0:
+        raise ConfigError("data parallelism without ZeRO splits nothing: give --zero 1, 2 or 3")
+    previous: tuple[int, int] | None = None
+    for value in range(1, upper + 1):
+        if name == "tp" and (config.NH or 0) % value:
+            continue
+        if name == "pp" and (config.L or 0) % value:
+            continue
+        try:
+            nbytes = ranks.at(config, **{name: value}).totals[quantity]
+        except ConfigError:  # a share that is not a whole number of bytes: not a layout
+            continue
+        if nbytes <= budget_bytes:
+            return RankSolution(
+                symbol,
+                value,
+                budget_bytes,
+                nbytes,
+                previous[0] if previous else None,
+                previous[1] if previous else None,
+                quantity,
+                replace(ranks.layout, **{name: value}),  # type: ignore[arg-type]
+            )
+        previous = (value, nbytes)
+    raise BudgetError(
+        f"no {symbol} up to {upper} fits {quantity} per rank in {budget_bytes:,} bytes "
+        f"({format_bytes(budget_bytes)})"
+    )
+
+
+def largest_per_rank(
+    ranks: RankReport,
+    config: Config,
+    symbol: str,
+    budget: str | int,
+    *,
+    multiple_of: int = 1,
+    upper: int | None = None,
+    quantity: str = "total",
+) -> Solution:
+    """:func:`largest` for one rank of a layout: the largest B, S or L whose per-rank
+    ``quantity`` (a key of :data:`symmem.parallel.RANK_TOTALS`) fits. Found by exact search
+    (no closed form is given)."""
+    if symbol not in SOLVABLE:
+        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(SOLVABLE)}")
+    if quantity not in ranks.totals:
+        raise ConfigError(
+            f"unknown quantity {quantity!r} per rank: use one of {', '.join(ranks.totals)}"
+        )
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ConfigError(f"multiple_of must be a positive whole number, got {multiple_of!r}")
+    missing = [n for n in config.missing if n != symbol]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
+    budget_bytes = parse_bytes(budget)
+    k = multiple_of
+
+    def memory(value: int) -> int:
+        return ranks.at(config.with_(**{symbol: value})).totals[quantity]
+
+    if memory(k) > budget_bytes:
+        raise BudgetError(
+            f"nothing fits: {symbol}={k} already needs {memory(k):,} bytes "
+            f"({format_bytes(memory(k))}) of {quantity} per rank, more than the budget of "
+            f"{budget_bytes:,} bytes ({format_bytes(budget_bytes)})"
+        )
+    limit = None if upper is None else upper // k
+    m = _search(memory, budget_bytes, k, limit, None)
+    if m is None:
+        raise BudgetError(
+            f"{quantity} does not grow with {symbol}: every {symbol} fits; give an upper bound"
+        )
+    at_bound = limit is not None and m == limit and memory((m + 1) * k) <= budget_bytes
+    value = m * k
+    return Solution(
+        symbol=symbol,
+        value=value,
+        budget_bytes=budget_bytes,
+        bytes_at_value=memory(value),
+        next_value=value + k,
+        bytes_at_next=memory(value + k),
+        closed_form=None,
+        closed_form_value=None,
+        quantity=quantity,
+        multiple_of=k,
+        limited_by="upper bound" if at_bound else "budget",
+        fixed_bytes=_fixed_per_rank(ranks, config, symbol, quantity),
+        config=config.with_(**{symbol: value}),
+    )
+
+
+def _fixed_per_rank(ranks: RankReport, config: Config, symbol: str, quantity: str) -> int:
+    """The part of the per-rank quantity that does not depend on ``symbol``."""
+    values: dict[sympy.Symbol, Any] = {
+        s: v for s, v in config.values().items() if s != SYMBOLS[symbol]
+    }
+    values |= {s: sympy.sympify(v) for s, v in ranks.layout.values().items()}
+    values[SYMBOLS[symbol]] = sympy.Integer(0)
+    return int(sympy.ceiling(ranks.total(quantity).xreplace(values)))

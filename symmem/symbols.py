@@ -20,13 +20,17 @@ __all__ = [
     "DROPOUT",
     "LATEX_NAMES",
     "NH",
+    "PARALLEL",
     "SIZES",
     "SWITCHES",
     "SYMBOLS",
     "B",
     "D",
     "L",
+    "N",
+    "P",
     "S",
+    "T",
     "V",
 ]
 
@@ -46,15 +50,21 @@ NH = _size("NH")  #: attention heads (n_head)
 V = _size("V")  #: vocabulary size
 L = _size("L")  #: transformer blocks (n_layer)
 
+N = _size("N")  #: data-parallel ranks
+T = _size("t")  #: tensor-parallel ranks
+P = _size("p")  #: pipeline stages
+
 AMP = _switch("AMP")  #: 1 under autocast mixed precision (16-bit compute), 0 in fp32
 DROPOUT = _switch("DROPOUT")  #: 1 when the dropout probability is above zero
 BIAS = _switch("BIAS")  #: 1 when Linear and LayerNorm layers have biases
 
 SIZES: tuple[sympy.Symbol, ...] = (B, S, D, NH, V, L)
 SWITCHES: tuple[sympy.Symbol, ...] = (AMP, DROPOUT, BIAS)
+#: How training is spread over GPUs (:mod:`symmem.parallel`); one GPU has N = t = p = 1.
+PARALLEL: tuple[sympy.Symbol, ...] = (N, T, P)
 
 #: Every symbol by its name, for ``parse_expr(text, local_dict=SYMBOLS)``.
-SYMBOLS = MappingProxyType({str(s): s for s in SIZES + SWITCHES})
+SYMBOLS = MappingProxyType({str(s): s for s in SIZES + SWITCHES + PARALLEL})
 
 #: How each symbol prints in LaTeX (NH must not print as N times H).
 LATEX_NAMES = MappingProxyType(
@@ -65,6 +75,9 @@ LATEX_NAMES = MappingProxyType(
         NH: r"n_{\mathrm{head}}",
         V: "V",
         L: "L",
+        N: "N",
+        T: "t",
+        P: "p",
         AMP: r"\mathrm{AMP}",
         DROPOUT: r"\mathrm{DROPOUT}",
         BIAS: r"\mathrm{BIAS}",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from symmem.allocator import ALLOCATORS, check_allocator
+from symmem.parallel import RankEstimate
 from symmem.report import Estimate
 
-__all__ = ["estimate_dict"]
+__all__ = ["estimate_dict", "rank_dict"]
 
 
 def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str, Any]:
@@ -61,4 +62,35 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
                 for name, start, end, peak in estimate.timeline
             ],
         },
+    }
+
+
+def rank_dict(estimate: RankEstimate) -> dict[str, Any]:
+    """One rank of a layout as JSON-ready data: its terms, totals (``block`` is one layer's
+    activations for one micro-batch on the rank) and their formulas in the sizes and N, t, p."""
+    ranks = estimate.ranks
+    report = ranks.report
+    return {
+        "config": estimate.config.as_dict(),
+        "per_rank": True,
+        "layout": ranks.layout.as_dict(),
+        "platform": report.platform.name,
+        "gpu": None if report.platform.gpu is None else report.platform.gpu.name,
+        "attention": report.kernel_for(estimate.config),
+        "optimizer": report.optimizer,
+        "terms": [
+            {
+                "name": rank.term.name,
+                "module": rank.term.module,
+                "kind": rank.term.kind,
+                "per_layer": rank.term.per_layer,
+                "split": rank.split,
+                "formula": str(rank.formula),
+                "bytes": nbytes,
+                "location": rank.term.location,
+            }
+            for rank, nbytes in zip(ranks.terms, estimate.term_bytes, strict=True)
+        ],
+        "totals": dict(estimate.totals),
+        "formulas": {key: str(value) for key, value in ranks.totals.items()},
     }

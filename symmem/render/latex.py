@@ -27,6 +27,7 @@ from sympy.printing.latex import LatexPrinter
 from symmem.config import Config
 from symmem.errors import ConfigError
 from symmem.kinds import SUMS
+from symmem.parallel import RankReport
 from symmem.report import CATEGORIES, TOTALS, Report, Term
 from symmem.simplify import paper_form
 from symmem.symbols import (
@@ -354,7 +355,7 @@ def inline(
 
 
 def total(
-    report: Report,
+    report: Report | RankReport,
     key: str = "total",
     *,
     symbols: Symbols = "default",
@@ -362,7 +363,8 @@ def total(
     collect: str | None = None,
 ) -> str:
     r"""``M_key = ...``: a total in paper form (a polynomial in the sizes whose coefficients
-    show the switches), or collected in powers of one size with ``collect``.
+    show the switches), or collected in powers of one size with ``collect``. A rank report
+    (:func:`symmem.parallel.per_rank`) gives the total on one rank, in N, t and p as well.
 
     >>> from symmem import build_report
     >>> total(build_report("cuda"), "inputs")
@@ -373,7 +375,7 @@ def total(
 
 
 def _total_expr(
-    report: Report, key: str, switches: Switches, collect: str | None = None
+    report: Report | RankReport, key: str, switches: Switches, collect: str | None = None
 ) -> sympy.Expr:
     if key not in report.totals:
         raise ConfigError(f"unknown total {key!r}: choose one of {', '.join(report.totals)}")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from symmem.allocator import ALLOCATORS, check_allocator
+from symmem.config import SWITCH_NAMES
+from symmem.parallel import RankEstimate
 from symmem.report import TOTALS, Estimate
 from symmem.units import format_bytes
 
-__all__ = ["estimate_table"]
+__all__ = ["estimate_table", "rank_table"]
 
 
 def estimate_table(estimate: Estimate, *, allocator: str = "default") -> str:
@@ -58,17 +62,7 @@ def estimate_table(estimate: Estimate, *, allocator: str = "default") -> str:
         formula = notes.get(key) or str(report.totals[key])
         rows.append((f"total: {key}", "", "", "", formula, f"{value:,}", format_bytes(value)))
     # Long formulas run past their column rather than being cut: every character is exact.
-    widths = [max(len(r[i]) for r in rows) for i in range(4)] + [
-        min(max(len(r[4]) for r in rows), 60),
-        max(len(r[5]) for r in rows),
-        max(len(r[6]) for r in rows),
-    ]
-    for row in rows:
-        cells = [
-            c.ljust(w) if i < 5 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
+    lines += _columns(rows, text_columns=5, wrap=60)
     lines += ["", "live memory through a training step (device):"]
     steps: list[tuple[str, str, str, str]] = [("phase", "start", "peak", "end")] + [
         (name, format_bytes(start), format_bytes(peak), format_bytes(end))
@@ -83,3 +77,54 @@ def estimate_table(estimate: Estimate, *, allocator: str = "default") -> str:
             )
         )
     return "\n".join(lines)
+
+
+def rank_table(estimate: RankEstimate) -> str:
+    """One rank of a layout: every term's share, how it splits, its formula and bytes."""
+    ranks = estimate.ranks
+    layout = ranks.layout
+    config = estimate.config
+    sizes = " ".join(f"{k}={v}" for k, v in config.sizes().items())
+    lines = [
+        f"symmem estimate, per rank: {sizes}  "
+        + " ".join(f"{k}={'on' if config.as_dict()[k] else 'off'}" for k in SWITCH_NAMES),
+        f"layout: ZeRO {layout.zero}, dp={layout.dp}, tp={layout.tp}"
+        f"{' with sequence parallelism' if layout.sp else ''}, pp={layout.pp} (first stage; "
+        "derived from each method's documented semantics, not measured)",
+        "",
+    ]
+    rows = [("term", "module", "kind", "split", "formula (per rank)", "bytes", "")]
+    for rank, nbytes in zip(ranks.terms, estimate.term_bytes, strict=True):
+        if nbytes:
+            rows.append(
+                (
+                    rank.term.name,
+                    rank.term.module,
+                    rank.term.kind,
+                    rank.split,
+                    str(rank.formula),
+                    f"{nbytes:,}",
+                    format_bytes(nbytes),
+                )
+            )
+    rows.append(("",) * 7)
+    for key, value in estimate.totals.items():
+        formula = str(ranks.totals[key])
+        rows.append((f"total: {key}", "", "", "", formula, f"{value:,}", format_bytes(value)))
+    lines += _columns(rows, text_columns=5, wrap=60)
+    return "\n".join(lines)
+
+
+def _columns(rows: Sequence[tuple[str, ...]], *, text_columns: int, wrap: int) -> list[str]:
+    """Rows as aligned columns: text left, numbers right; the last text column's width is
+    capped at ``wrap`` (longer cells run past it rather than being cut)."""
+    count = len(rows[0])
+    widths = [max(len(r[i]) for r in rows) for i in range(count)]
+    widths[text_columns - 1] = min(widths[text_columns - 1], wrap)
+    return [
+        "  ".join(
+            c.ljust(w) if i < text_columns else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]

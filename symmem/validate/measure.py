@@ -7,17 +7,29 @@ storage is named the way symmem names its terms: after the first node (in creati
 saves it, or ``idx``, ``targets``, ``logits`` for those tensors. A ``saved_tensors_hooks`` pass over
 the same forward records every packed storage as a cross-check. After ``backward`` and one AdamW
 step it also measures parameters, gradients and optimizer state.
+
+With activation checkpointing (``checkpoint="full"`` or ``"selective"``, non-reentrant), the nodes
+made inside a checkpointed region keep nothing until backward recomputes the region: their saved
+variables hold checkpoint's ``_Holder`` objects, and reading them would run the recomputation, so
+the walk skips them. What such a region does keep is held by its ``_CheckpointFrame``: the region's
+inputs (``saved_args``, packed through the ambient ``saved_tensors_hooks``, so the cross-check sees
+them) and the RNG state ``torch.get_rng_state()`` returned when the region started
+(``fwd_cpu_state``, plus ``fwd_device_states`` when CUDA is initialized), held by the
+recomputation closure and packed by no hook. Each is a term named ``CheckpointFrame-<field>``
+after the module the region runs (the block for ``full``, ``attn`` for ``selective``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+import weakref
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch.overrides import TorchFunctionMode
 
 from symmem.config import Config
@@ -86,7 +98,8 @@ class Measurement:
         totals: Measured bytes for each key of :data:`symmem.report.TOTALS`.
         param_count: Number of parameters.
         hook_bytes: Bytes of the distinct non-parameter storages ``saved_tensors_hooks`` packed
-            (must equal the graph walk's ``activations + loss + inputs`` plus host tensors).
+            (must equal the graph walk's ``activations + loss + inputs`` plus host tensors, less
+            the checkpoint RNG states, which no hook packs: ``extra["checkpoint_rng_bytes"]``).
         peak_allocated: ``torch.cuda.max_memory_allocated()`` over the step (CUDA only).
         timeline: Live memory through nanoGPT's training loop, phase by phase
             (:mod:`symmem.validate.timeline`); its peak is ``totals["peak"]``.
@@ -135,12 +148,19 @@ class Measurement:
 
 
 class _ModuleTagger(TorchFunctionMode):
-    """Tags every autograd node with the innermost module whose forward was running."""
+    """Tags every autograd node with the innermost module whose forward was running.
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    With ``pack``, the measurement's own pack hook, it also records the nodes made while another
+    pair of ``saved_tensors_hooks`` was innermost: those made inside a checkpointed region, whose
+    saved variables checkpoint packs.
+    """
+
+    def __init__(self, model: torch.nn.Module, pack: Any = None) -> None:
         super().__init__()
         self.stack = [ROOT]
         self.owner: dict[Any, str] = {}
+        self.checkpointed: set[Any] = set()
+        self.pack = pack
         self.handles = []
         for name, module in model.named_modules():
             if not name:
@@ -164,12 +184,16 @@ class _ModuleTagger(TorchFunctionMode):
         return out
 
     def _claim(self, node: Any) -> None:
+        hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
+        foreign = self.pack is not None and hooks is not None and hooks[0] is not self.pack
         pending = [node]
         while pending:
             node = pending.pop()
             if node is None or node in self.owner:
                 continue
             self.owner[node] = self.stack[-1]
+            if foreign:
+                self.checkpointed.add(node)
             pending.extend(next_node for next_node, _ in node.next_functions)
 
     def remove(self) -> None:
@@ -224,8 +248,9 @@ def _module_pattern(module: str) -> tuple[str, int | None]:
     return "transformer.h.*" + module[match.end() :], int(match.group(1))
 
 
-def build_model(config: Config, dev: torch.device) -> GPT:
-    """nanoGPT for ``config`` on ``dev``, in training mode (dropout 0.1 when dropout is on)."""
+def build_model(config: Config, dev: torch.device, checkpoint: str = "none") -> GPT:
+    """nanoGPT for ``config`` on ``dev``, in training mode (dropout 0.1 when dropout is on), with
+    activation checkpointing ``none``, ``full`` or ``selective``."""
     assert config.B and config.S and config.D and config.NH and config.V and config.L
     model = GPT(
         GPTConfig(
@@ -236,6 +261,7 @@ def build_model(config: Config, dev: torch.device) -> GPT:
             n_embd=config.D,
             dropout=0.1 if config.dropout else 0.0,
             bias=config.bias,
+            checkpoint=checkpoint,
         )
     ).to(dev)
     model.train()
@@ -276,17 +302,19 @@ def measure(
     attention: str = "default",
     optimizer: str = "default",
     seed: int = 0,
+    checkpoint: str = "none",
 ) -> Measurement:
     """Run one training step of nanoGPT for ``config`` and measure every term.
 
     ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
-    on CUDA, PyTorch's own default elsewhere).
+    on CUDA, PyTorch's own default elsewhere). ``checkpoint`` is the activation checkpointing
+    of the model: ``none``, ``full`` (each block) or ``selective`` (the attention core).
     """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
     torch.manual_seed(seed)
     dev = torch.device(device)
-    model = build_model(config, dev)
+    model = build_model(config, dev, checkpoint)
     adamw = build_adamw(model, optimizer, dev)
     idx = torch.randint(0, config.V, (config.B, config.S), device=dev)
     targets = torch.randint(0, config.V, (config.B, config.S), device=dev)
@@ -303,21 +331,35 @@ def measure(
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    tagger = _ModuleTagger(model)
+    tagger = _ModuleTagger(model, pack)
     autocast = autocast_context(config, dev)
+    frames: list[tuple[weakref.ReferenceType[Any], str]] = []
     with (
         kernel_context(attention),
         torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
         autocast,
         tagger,
+        _recording_frames(frames, tagger, model),
     ):
         logits, loss = model(idx, targets)
     tagger.remove()
 
-    terms = _saved_terms(loss.grad_fn, tagger.owner, params, dev, idx, targets, logits)
-    used_kernel = _kernel_used(terms)
+    terms = _saved_terms(
+        loss.grad_fn,
+        tagger.owner,
+        params,
+        dev,
+        idx,
+        targets,
+        logits,
+        tagger.checkpointed,
+        [(frame, module) for ref, module in frames if (frame := ref()) is not None],
+    )
+    used_kernel = _kernel_used([node.name() for node in _graph_nodes(loss.grad_fn)])
     hook_bytes = sum(packed.values())
-    loss.backward()
+    rng_bytes = sum(t.nbytes for t in terms if t.name.startswith(_FRAME + "-fwd_"))
+    with kernel_context(attention):  # a checkpointed region recomputes attention in backward
+        loss.backward()
     adamw.step()
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
     terms += _state_terms(model, adamw, dev)
@@ -325,8 +367,13 @@ def measure(
     param_count = sum(p.numel() for p in model.parameters())
     from symmem.validate.timeline import measure_timeline
 
-    timeline = measure_timeline(config, device=device, attention=attention, optimizer=optimizer)
+    timeline = measure_timeline(
+        config, device=device, attention=attention, optimizer=optimizer, checkpoint=checkpoint
+    )
     totals["peak"] = timeline.peak
+    # The allocator's own count where there is a caching allocator; the live tensors on the CPU.
+    allocated = timeline.max_memory_allocated
+    totals["max_memory_allocated"] = allocated if allocated is not None else timeline.peak
     return Measurement(
         config,
         device,
@@ -337,9 +384,60 @@ def measure(
         param_count,
         hook_bytes,
         peak,
-        {"kernel": used_kernel},
+        {"kernel": used_kernel, "checkpoint": checkpoint, "checkpoint_rng_bytes": rng_bytes},
         timeline,
     )
+
+
+_FRAME = "CheckpointFrame"
+
+
+@contextlib.contextmanager
+def _recording_frames(
+    frames: list[tuple[weakref.ReferenceType[Any], str]],
+    tagger: _ModuleTagger,
+    model: torch.nn.Module,
+) -> Iterator[None]:
+    """Records, weakly, every non-reentrant checkpoint frame made while active, with the module
+    its region runs (the checkpointed module itself, else the module whose forward called it)."""
+    module_names = {id(m): name for name, m in model.named_modules() if name}
+    cls = torch.utils.checkpoint._CheckpointFrame
+
+    class Recorded(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, recompute_fn: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(recompute_fn, *args, **kwargs)
+            fn = _closure(recompute_fn).get("fn")
+            frames.append((weakref.ref(self), module_names.get(id(fn), tagger.stack[-1])))
+
+    torch.utils.checkpoint._CheckpointFrame = Recorded  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        torch.utils.checkpoint._CheckpointFrame = cls  # type: ignore[misc]
+
+
+def _closure(function: Any) -> dict[str, Any]:
+    """The free variables of ``function`` that hold a value, by name."""
+    values = {}
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=True):
+        try:
+            values[name] = cell.cell_contents
+        except ValueError:  # never assigned (preserve_rng_state=False)
+            continue
+    return values
+
+
+def _frame_tensors(frame: Any) -> list[tuple[str, torch.Tensor]]:
+    """What a checkpoint frame holds for backward: its inputs and its recomputation's state."""
+    held = []
+    for arg in frame.saved_args:
+        if isinstance(arg, torch._C._autograd.SavedTensor):
+            held.append(("saved_args", arg.unpack()))
+    for name, value in _closure(frame.recompute_fn).items():
+        if name in ("fwd_cpu_state", "fwd_device_states", "kwargs"):
+            values = value.values() if isinstance(value, dict) else value
+            held.extend((name, tensor) for tensor in _tensors(values))
+    return held
 
 
 def _saved_terms(
@@ -350,8 +448,13 @@ def _saved_terms(
     idx: torch.Tensor,
     targets: torch.Tensor,
     logits: torch.Tensor,
+    checkpointed: Collection[Any] = (),
+    frames: Sequence[tuple[Any, str]] = (),
 ) -> list[MeasuredTerm]:
-    """One term per saved storage (named after its first saver) plus idx, targets and logits."""
+    """One term per saved storage (named after its first saver) plus idx, targets and logits.
+
+    Nodes in ``checkpointed`` (made inside a checkpointed region) are skipped; each storage a
+    checkpoint frame holds and no node saves is a ``CheckpointFrame-<field>`` term."""
     labels = {
         _storage_key(idx): ("idx", "inputs", ROOT, idx),
         _storage_key(targets): ("targets", "inputs", ROOT, targets),
@@ -360,6 +463,8 @@ def _saved_terms(
     first: dict[tuple[str, int], tuple[str, str, torch.Tensor]] = {}
     counts: dict[tuple[str, str], int] = {}
     for node in _graph_nodes(root):
+        if node in checkpointed:
+            continue  # its saved variables are checkpoint's holders; reading them recomputes
         saved = _saved_tensors(node)
         if not saved:
             continue
@@ -375,6 +480,11 @@ def _saved_terms(
             first.setdefault(key, (node_name, module, tensor))
         for key, names in new.items():
             first[key] = (f"{node_name}-{'/'.join(sorted(set(names)))}", module, first[key][2])
+    for frame, module in frames:
+        for field_name, tensor in _frame_tensors(frame):
+            key = _storage_key(tensor)
+            if key not in params:
+                first.setdefault(key, (f"{_FRAME}-{field_name}", module, tensor))
     for key, (name, _, module, tensor) in labels.items():
         first.setdefault(key, (name, module, tensor))
     by_key: dict[tuple[str, str], dict[int | None, int]] = {}
@@ -409,8 +519,9 @@ def _saved_terms(
     return terms
 
 
-def _kernel_used(terms: list[MeasuredTerm]) -> str:
-    names = {t.name.split("-")[0].split("#")[0] for t in terms}
+def _kernel_used(node_names: list[str]) -> str:
+    """The attention kernel, from the names of the graph's nodes."""
+    names = set(node_names)
     for node, kernel in (
         ("ScaledDotProductFlashAttentionForCpuBackward0", "flash"),
         ("ScaledDotProductFlashAttentionBackward0", "flash"),

@@ -5,6 +5,12 @@ alive: the fused ``c_attn`` split into q, k, v views, ``tok_emb`` and ``pos_emb`
 ``forward``, the tied ``lm_head``, dropout modules, ``F.scaled_dot_product_attention`` with
 ``is_causal=True`` and ``F.cross_entropy`` on the flattened logits with ``ignore_index=-1``.
 Module names match the ones symmem reports (``transformer.h.0.attn.c_attn`` and so on).
+
+``GPTConfig.checkpoint`` adds activation checkpointing, always non-reentrant
+(``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``, default ``preserve_rng_state``):
+``"full"`` wraps each transformer block (only its input is kept, the block is recomputed in
+backward), ``"selective"`` wraps only the attention core ``F.scaled_dot_product_attention``
+(Korthikanti et al. 2022). ``"none"`` (the default) runs the model exactly as without the option.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["CHECKPOINTS", "GPT", "GPTConfig"]
+
+#: The activation checkpointing modes of :class:`GPTConfig`.
+CHECKPOINTS = ("none", "full", "selective")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,8 @@ class GPTConfig:
         n_embd: Hidden size.
         dropout: Dropout probability of every dropout site.
         bias: Whether Linear and LayerNorm layers have biases.
+        checkpoint: Activation checkpointing: ``"none"``, ``"full"`` (each block) or
+            ``"selective"`` (the attention core only), non-reentrant.
     """
 
     block_size: int
@@ -40,6 +52,13 @@ class GPTConfig:
     n_embd: int
     dropout: float = 0.0
     bias: bool = False
+    checkpoint: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.checkpoint not in CHECKPOINTS:
+            raise ValueError(
+                f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {self.checkpoint!r}"
+            )
 
 
 class LayerNorm(nn.Module):
@@ -63,6 +82,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        self.checkpoint = config.checkpoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
@@ -70,14 +90,26 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=None,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=True,
-        )
+        if self.checkpoint == "selective":
+            y = checkpoint(
+                F.scaled_dot_product_attention,
+                q,
+                k,
+                v,
+                attn_mask=None,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=True,
+                use_reentrant=False,
+            )
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=None,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=True,
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -149,7 +181,10 @@ class GPT(nn.Module):
         pos_emb = self.transformer.wpe(pos)
         x = self.transformer.drop(tok_emb + pos_emb)
         for block in self.transformer.h:
-            x = block(x)
+            if self.config.checkpoint == "full":
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)

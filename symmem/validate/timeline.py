@@ -18,6 +18,12 @@ and freed before the operator returns (a kernel's scratch buffer) is counted sep
 tensors) are not counted. "Operator" means one the dispatcher runs after composite operators
 are decomposed: ``mm``, not ``linear``; where the profiler shows no such operator around an
 allocation, the innermost composite one (``where``) stands for it.
+
+With activation checkpointing, ``torch.utils.checkpoint`` stashes the RNG state with
+``torch.get_rng_state()`` when a region starts, and again (``torch.random.fork_rng``) while backward
+recomputes it; that call allocates its tensor outside any operator. While profiling, it runs
+inside a ``record_function`` range that counts as an operator named ``get_rng_state``, so those
+tensors are counted like any operator's output.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 
 _MARK = "symmem:"
+_OP = "symmem_op::"  # a record_function range that stands for an operator
 
 
 @dataclass(frozen=True)
@@ -102,17 +109,23 @@ def measure_timeline(
     optimizer: str = "default",
     grad_clip: float = 1.0,
     seed: int = 0,
+    checkpoint: str = "none",
 ) -> Timeline:
     """Run nanoGPT's training loop for ``config`` and measure live memory phase by phase.
 
-    ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does.
+    ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does. ``checkpoint``
+    is the model's activation checkpointing: ``none``, ``full`` or ``selective``.
     """
     config.require_complete()
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
-        peak = _train(config, dev, attention, optimizer, grad_clip)
+    with (
+        _quiet_stderr(),
+        _named_rng_state(),
+        profile(activities=activities, profile_memory=True) as prof,
+    ):
+        peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint)
     events = prof.profiler.kineto_results.experimental_event_tree()
     phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu")
     return Timeline(config, device, phases, peak)
@@ -133,11 +146,32 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _named_rng_state() -> Iterator[None]:
+    """Runs ``torch.get_rng_state`` inside a range that stands for an operator."""
+    get_rng_state = torch.get_rng_state
+
+    def named() -> torch.Tensor:
+        with record_function(_OP + "get_rng_state"):
+            return get_rng_state()
+
+    torch.get_rng_state = named
+    try:
+        yield
+    finally:
+        torch.get_rng_state = get_rng_state
+
+
 def _train(
-    config: Config, dev: torch.device, attention: str, optimizer: str, grad_clip: float
+    config: Config,
+    dev: torch.device,
+    attention: str,
+    optimizer: str,
+    grad_clip: float,
+    checkpoint: str = "none",
 ) -> int | None:
     """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
-    model = build_model(config, dev)
+    model = build_model(config, dev, checkpoint)
     adamw = build_adamw(model, optimizer, dev)
     autocast = autocast_context(config, dev)
     gradient_accumulation_steps = 1
@@ -213,6 +247,8 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
         name = node.name
         if name.startswith(_MARK):
             marks[name[len(_MARK) :]] = (node.start_time_ns, node.end_time_ns)
+        elif name.startswith(_OP) and op is None:
+            op = node
         elif name.startswith("aten::") and op is None:
             if _composite(name, node.overload_name):
                 composite = node
@@ -233,7 +269,7 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
     for time, ptr, size, op in events:
         if size > 0:
             blocks[ptr] = _Block(
-                time, size, op.name[6:] if op else "", op.end_time_ns if op else time
+                time, size, op.name.split("::", 1)[1] if op else "", op.end_time_ns if op else time
             )
         elif ptr in blocks:
             block = blocks.pop(ptr)

@@ -1,0 +1,406 @@
+"""Memory per GPU when training is spread over several: ZeRO data parallelism, tensor and
+sequence parallelism, pipeline parallelism.
+
+A :class:`Layout` says how training is spread; :func:`per_rank` takes a report's exact one-GPU
+terms and gives each rank's share, as expressions in the sizes and in ``N`` (data-parallel
+ranks), ``t`` (tensor-parallel ranks) and ``p`` (pipeline stages). One machine cannot run these
+layouts, so the rules follow each method's documented semantics; they are derived, not measured:
+
+Tensor parallelism (Megatron-LM, Shoeybi et al. 2019)
+    ``c_attn`` and ``c_fc`` are split by output columns, both ``c_proj`` by input rows, the
+    attention heads among the ranks, and the tied token embedding with ``lm_head`` by vocabulary
+    rows. A tensor saved inside a split region is 1/t on each rank: the attention core, GELU's
+    input, the inputs of both ``c_proj``, the autocast copies of split weights, the logits and
+    the loss's vocabulary-sized tensors. The LayerNorms' inputs and statistics, the dropout
+    masks after ``c_proj`` and the embeddings, and the inputs of ``c_attn`` and ``c_fc`` are
+    whole on every rank, as are the position embedding, the LayerNorms' parameters and the
+    ``c_proj`` biases.
+Sequence parallelism (Korthikanti et al. 2022)
+    The tensors tensor parallelism keeps whole are split along the sequence instead: 1/t each.
+ZeRO (Rajbhandari et al. 2020), over N data-parallel ranks
+    Stage 1 splits AdamW's state, stage 2 the gradients too, stage 3 the parameters too: each
+    rank holds ⌈x/N⌉ of a state of x bytes (DeepSpeed pads the flat buffers it partitions to a
+    multiple of N).
+Pipeline parallelism over p stages, 1F1B (Narayanan et al. 2021)
+    Each stage holds L/p blocks. The first stage holds the most activations: p micro-batches in
+    flight, so p·(L/p) = L blocks' worth. It is the rank reported; it holds the embeddings.
+    ``ln_f``, ``lm_head``, the logits and the loss live on the last stage once p ≥ 2 (a
+    symbolic p is taken to be at least 2).
+
+``B`` is the micro-batch each rank runs. The peak of a step is not derived for a layout: the
+totals here are sums of what is held.
+
+>>> from symmem import Config, build_report
+>>> from symmem.symbols import T
+>>> ranks = per_rank(build_report("cuda"), Layout(tp=T, sp=True))
+>>> ranks.totals["block"]
+B*S*(D*(-DROPOUT - 4*AMP + 3*(4 - 2*AMP) + 4 + 40/t) + 16)/t
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import sympy
+
+from symmem.config import Config
+from symmem.dtypes import DEVICE, HOST
+from symmem.errors import ConfigError
+from symmem.kinds import CATEGORIES
+from symmem.model.nanogpt import batch, forward
+from symmem.ops.graph import Scenario, Trace, UndecidedPredicateError
+from symmem.report import Report, Term
+from symmem.simplify import paper_form
+from symmem.symbols import BIAS, L, N, P, T
+
+__all__ = ["RANK_TOTALS", "Layout", "RankEstimate", "RankReport", "RankTerm", "per_rank"]
+
+#: How a tensor splits under tensor parallelism: among the t ranks (``tp``), along the sequence
+#: with sequence parallelism only (``seq``), or never (``whole``).
+TP, SEQ, WHOLE = "tp", "seq", "whole"
+
+#: Saved tensors and labelled terms, by module and name patterns: the first row that matches
+#: says how the term splits. Patterns are ``fnmatch`` patterns.
+ACTIVATION_RULES: tuple[tuple[str, str, str], ...] = (
+    ("transformer.h.*.attn", "*", TP),  # the attention core: heads are split
+    ("transformer.h.*.attn.c_attn", "*-mat2", TP),  # the weight's autocast copy
+    ("transformer.h.*.attn.c_attn", "*", SEQ),  # its input (ln_1's output)
+    ("transformer.h.*.attn.c_proj", "*", TP),
+    ("transformer.h.*.mlp.c_fc", "*-mat2", TP),
+    ("transformer.h.*.mlp.c_fc", "*", SEQ),
+    ("transformer.h.*.mlp.gelu", "*", TP),
+    ("transformer.h.*.mlp.c_proj", "*", TP),
+    ("transformer.h.*", "*", SEQ),  # LayerNorms, dropout masks after c_proj
+    ("transformer.drop", "*", SEQ),
+    ("transformer.ln_f", "*", SEQ),
+    ("transformer.wpe", "*", WHOLE),  # arange(S)
+    ("lm_head", "*-self", SEQ),  # ln_f's output
+    ("lm_head", "*", TP),  # the weight's copy, the logits
+    ("GPT.forward", "*-total_weight", WHOLE),
+    ("GPT.forward", "idx", WHOLE),
+    ("GPT.forward", "targets", WHOLE),
+    ("GPT.forward", "*", TP),  # the loss's B·S·V tensors
+)
+
+#: Parameters, by name pattern: split among the t ranks or whole on each.
+PARAMETER_RULES: tuple[tuple[str, str], ...] = (
+    ("*.c_attn.*", TP),
+    ("*.c_fc.*", TP),
+    ("*.c_proj.weight", TP),
+    ("transformer.wte.weight", TP),
+    ("*", WHOLE),
+)
+
+#: Modules that live on the last pipeline stage, not the first (the token ids stay on the first).
+LAST_STAGE = ("transformer.ln_f", "lm_head", "GPT.forward")
+FIRST_STAGE_INPUTS = ("idx",)
+
+#: Totals of a rank: one block's activations per micro-batch, the categories (device memory),
+#: their sum, and host tensors.
+RANK_TOTALS = ("block", *CATEGORIES, "total", "host")
+
+_STATE_KINDS = {"params": 3, "grads": 2, "optimizer": 1}  # the ZeRO stage that splits each
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How training is spread over GPUs.
+
+    Attributes:
+        zero: The ZeRO stage, 0 to 3.
+        dp: Data-parallel ranks (an integer or the symbol ``N``).
+        tp: Tensor-parallel ranks (an integer or ``t``).
+        sp: Sequence parallelism (needs tensor parallelism).
+        pp: Pipeline stages (an integer or ``p``).
+    """
+
+    zero: int = 0
+    dp: int | sympy.Symbol = 1
+    tp: int | sympy.Symbol = 1
+    sp: bool = False
+    pp: int | sympy.Symbol = 1
+
+    def __post_init__(self) -> None:
+        if self.zero not in (0, 1, 2, 3):
+            raise ConfigError(f"unknown ZeRO stage {self.zero!r} (allowed: 0, 1, 2, 3)")
+        for name, symbol in (("dp", N), ("tp", T), ("pp", P)):
+            value = getattr(self, name)
+            if value == symbol:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"--{name} must be a whole number >= 1 or the symbol {symbol}, got {value!r}"
+                )
+        if self.sp and self.tp == 1:
+            raise ConfigError(
+                "sequence parallelism splits along the tensor-parallel ranks: give tp"
+            )
+
+    @property
+    def single(self) -> bool:
+        """Whether this is one GPU (nothing spread)."""
+        return self.dp == 1 and self.tp == 1 and self.pp == 1 and not self.sp
+
+    def values(self) -> dict[sympy.Symbol, int | sympy.Symbol]:
+        return {N: self.dp, T: self.tp, P: self.pp}
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "zero": self.zero,
+            "dp": str(self.dp),
+            "tp": str(self.tp),
+            "sp": self.sp,
+            "pp": str(self.pp),
+        }
+
+
+@dataclass(frozen=True)
+class RankTerm:
+    """One term's share on the reported rank.
+
+    Attributes:
+        term: The one-GPU term.
+        split: How it splits under tensor parallelism (``tp``, ``seq`` or ``whole``).
+        formula: Its bytes on the rank, in the sizes and N, t, p.
+    """
+
+    term: Term
+    split: str
+    formula: sympy.Expr
+
+
+@dataclass(frozen=True)
+class RankReport:
+    """A report's terms and totals on one rank of a layout.
+
+    Attributes:
+        report: The one-GPU report.
+        layout: The layout.
+        terms: Each term's share (terms worth nothing on the rank are left out).
+        totals: Every key of :data:`RANK_TOTALS`, simplified.
+    """
+
+    report: Report
+    layout: Layout
+    terms: tuple[RankTerm, ...]
+    totals: Mapping[str, sympy.Expr] = field(repr=False)
+
+    def total(self, key: str) -> sympy.Expr:
+        if key not in self.totals:
+            raise ConfigError(f"unknown total {key!r}: choose one of {', '.join(self.totals)}")
+        return self.totals[key]
+
+    def at(self, config: Config, **layout: int) -> RankEstimate:
+        """Exact bytes on the rank for a complete config; ``layout`` gives values to symbolic
+        ranks (``dp=8``)."""
+        config.require_complete()
+        self.report.kernel_for(config)
+        values: dict[sympy.Symbol, sympy.Integer] = dict(config.values())
+        for name, symbol in (("dp", N), ("tp", T), ("pp", P)):
+            given = layout.get(name, getattr(self.layout, name))
+            if isinstance(given, sympy.Symbol):
+                raise ConfigError(f"give a value for {symbol} ({name}=...)")
+            values[symbol] = sympy.Integer(given)
+        unknown = set(layout) - {"dp", "tp", "pp"}
+        if unknown:
+            raise ConfigError(f"unknown layout values {sorted(unknown)}: give dp, tp or pp")
+        return RankEstimate(
+            config,
+            self,
+            tuple(_exact(t.formula, values) for t in self.terms),
+            {k: _exact(v, values) for k, v in self.totals.items()},
+        )
+
+
+@dataclass(frozen=True)
+class RankEstimate:
+    """A rank report evaluated at one config: exact integers.
+
+    Attributes:
+        config: The config.
+        ranks: The rank report.
+        term_bytes: Bytes of each of ``ranks.terms``.
+        totals: Bytes of each key of :data:`RANK_TOTALS`.
+    """
+
+    config: Config
+    ranks: RankReport
+    term_bytes: tuple[int, ...]
+    totals: Mapping[str, int]
+
+
+def per_rank(report: Report, layout: Layout) -> RankReport:
+    """Every term of ``report`` as its share on the first pipeline stage's rank of ``layout``."""
+    t = sympy.sympify(layout.tp)
+    p = sympy.sympify(layout.pp)
+    n = sympy.sympify(layout.dp)
+    staged = p != 1
+    params = _parameters(report)
+    ranks: list[RankTerm] = []
+    block = sympy.Integer(0)
+    for term in report.terms:
+        last = any(term.module.startswith(m) for m in LAST_STAGE)
+        if staged and last and term.name not in FIRST_STAGE_INPUTS:
+            continue
+        if term.kind in _STATE_KINDS:
+            split, share = _state_share(params, term, t, p)
+            if layout.zero >= _STATE_KINDS[term.kind]:
+                share = sympy.ceiling(share / n)  # a flat buffer padded to a multiple of N
+        else:
+            split = _activation_split(term)
+            share = term.layer_formula / _divisor(split, t, layout.sp)
+            if term.per_layer:
+                block += share if term.location == DEVICE else 0
+                share *= L  # p micro-batches in flight, L/p blocks each
+            elif staged and term.kind in ("activations", "inputs"):
+                share *= p  # per micro-batch in flight: the embeddings' saved tensors, idx
+        if share != 0:
+            ranks.append(RankTerm(term, split, share))
+    device = [r for r in ranks if r.term.location == DEVICE]
+    sums = {
+        k: sum((r.formula for r in device if r.term.kind == k), sympy.Integer(0))
+        for k in CATEGORIES
+    }
+    raw = {
+        "block": block,
+        **sums,
+        "total": sum(sums.values(), sympy.Integer(0)),
+        "host": sum((r.formula for r in ranks if r.term.location == HOST), sympy.Integer(0)),
+    }
+    totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
+    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals))
+
+
+def _activation_split(term: Term) -> str:
+    for module, name, split in ACTIVATION_RULES:
+        if fnmatch.fnmatchcase(term.module, module) and fnmatch.fnmatchcase(term.name, name):
+            return split
+    raise AssertionError(f"no tensor-parallel rule for {term.name} ({term.module})")
+
+
+def _divisor(split: str, t: sympy.Expr, sp: bool) -> sympy.Expr:
+    if split == TP or (split == SEQ and sp):
+        return t
+    return sympy.Integer(1)
+
+
+def _state_share(
+    params: Sequence[tuple[str, sympy.Expr]], term: Term, t: sympy.Expr, p: sympy.Expr
+) -> tuple[str, sympy.Expr]:
+    """A parameter-state term's bytes on the first stage's tensor-parallel rank, and how it
+    splits (``mixed`` where some of its tensors split and some do not)."""
+    in_block = term.module != "transformer"
+    mine = [
+        (name, numel)
+        for name, numel in params
+        if name.startswith("transformer.h.") == in_block
+        and not (p != 1 and any(name.startswith(m) for m in LAST_STAGE))
+    ]
+    layers = L / p if in_block else sympy.Integer(1)
+    if term.name == "AdamW-step":  # one 0-dim fp32 tensor per parameter tensor, never split
+        count = sum((BIAS if name.endswith(".bias") else 1 for name, _ in mine), sympy.Integer(0))
+        return WHOLE, layers * 4 * count
+    split = sum((n for name, n in mine if _parameter_split(name) == TP), sympy.Integer(0))
+    whole = sum((n for name, n in mine if _parameter_split(name) == WHOLE), sympy.Integer(0))
+    kind = TP if whole == 0 else WHOLE if split == 0 else "mixed"
+    return kind, layers * 4 * (split / t + whole)
+
+
+def _parameter_split(name: str) -> str:
+    for pattern, split in PARAMETER_RULES:
+        if fnmatch.fnmatchcase(name, pattern):
+            return split
+    raise AssertionError(f"no rule for parameter {name}")
+
+
+def _parameters(report: Report) -> list[tuple[str, sympy.Expr]]:
+    """The model's parameters (name, elements; a block's under ``transformer.h.*``) from a trace
+    of its forward with biases, each bias's count carrying the BIAS switch."""
+    platform = report.platform
+    kernel = next(iter(platform.kernels.values()))
+    trace = Trace(platform, kernel, Scenario(amp=False, dropout=False, bias=True))
+    with contextlib.suppress(UndecidedPredicateError):  # parameters are known by then
+        forward(trace, *batch(trace))
+    return [
+        (name, param.numel * (BIAS if name.endswith(".bias") else 1))
+        for name, param in trace.params.items()
+    ]
+
+
+def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
+    value = sympy.sympify(expr).xreplace(dict(values))
+    if not value.is_Integer:
+        value = sympy.nsimplify(value)
+    if not value.is_Integer:
+        raise ConfigError(
+            f"the share is not a whole number of bytes ({value}): the layout must divide the "
+            "sizes it splits (t divides NH, D, V and S; p divides L)"
+        )
+    return int(value)
+
+
+#: The profiles a rank report can follow: PyTorch as measured (symmem's own terms) or the
+#: papers' assumptions (:mod:`symmem.paper`).
+PROFILES = ("pytorch", "paper")
+
+_PAPER_KINDS = {1: "optimizer", 2: "grads", 3: "params"}  # a state's kind, by its ZeRO stage
+
+
+def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> RankReport:
+    """One rank as the papers count it: Korthikanti et al.'s per-layer activations
+    (:data:`symmem.paper.PAPER_TERMS`, with ``recompute``) for every layer the first pipeline
+    stage holds, and ZeRO's mixed-precision model states (:data:`symmem.paper.ZERO_PAPER`) for
+    the report's parameter count split evenly over the t·p model-parallel ranks. Embeddings,
+    logits and the loss are outside the papers' per-layer count and are left out."""
+    from symmem.paper import ZERO_PAPER, paper_terms, zero_terms
+
+    t, p = sympy.sympify(layout.tp), sympy.sympify(layout.pp)
+    ranks: list[RankTerm] = []
+    block = sympy.Integer(0)
+    for row, nbytes in paper_terms(tp=t, sp=layout.sp, recompute=recompute):
+        term = Term(
+            row.name,
+            row.module,
+            "activations",
+            True,
+            row.nbytes,
+            DEVICE,
+            "bool" if "mask" in row.name else "16-bit",
+            "",
+            ("Korthikanti et al. 2022, Section 4.1",),
+        )
+        block += nbytes
+        if nbytes != 0:
+            ranks.append(RankTerm(term, TP if row.shard == "tensor" else SEQ, L * nbytes))
+    psi = report.param_count / (t * p)
+    states = zero_terms(layout.zero, psi, ranks=sympy.sympify(layout.dp), accounting="paper")
+    for state, nbytes in states:
+        kind = _PAPER_KINDS[min(state.sharded_from, 3)]
+        term = Term(
+            state.name,
+            "transformer",
+            kind,
+            False,
+            state.bytes_per_param * report.param_count,
+            DEVICE,
+            state.dtype,
+            "Ψ",
+            ("Rajbhandari et al. 2020, Section 3.1",),
+        )
+        ranks.append(RankTerm(term, TP, nbytes))
+    assert len(ZERO_PAPER) == len(states)
+    sums = {
+        k: sum((r.formula for r in ranks if r.term.kind == k), sympy.Integer(0)) for k in CATEGORIES
+    }
+    raw = {
+        "block": block,
+        **sums,
+        "total": sum(sums.values(), sympy.Integer(0)),
+        "host": sympy.Integer(0),
+    }
+    totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
+    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals))
