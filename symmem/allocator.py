@@ -27,7 +27,7 @@ PyTorch's source, not measured.
 >>> block_bytes(sympy.Integer(1025))
 1536
 >>> workspace_bytes(None)
-2*BIAS*(524288) + 67108864
+1048576*BIAS + 67108864
 """
 
 from __future__ import annotations

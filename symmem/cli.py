@@ -18,7 +18,7 @@ from symmem.allocator import ALLOCATORS
 from symmem.config import SIZE_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
-from symmem.parallel import Layout, per_rank
+from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
 from symmem.render.json import estimate_dict, rank_dict
 from symmem.render.text import estimate_table, rank_table
@@ -105,6 +105,20 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "--sp", action="store_true", help="sequence parallelism over the tensor-parallel ranks"
     )
     ranks.add_argument("--pp", default="1", metavar="P", help="pipeline stages (1F1B)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("none", "full", "selective"),
+        default="none",
+        help="activation checkpointing: full (every block recomputed in backward) or selective "
+        "(the attention core only)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="pytorch",
+        help="pytorch: what PyTorch saves and allocates (default); paper: the papers' "
+        "assumptions (Korthikanti et al. 2022 per-layer activations, ZeRO's model states)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -161,7 +175,21 @@ def _platform(args: argparse.Namespace) -> str:
 
 
 def _report(args: argparse.Namespace) -> Report:
-    return build_report(_platform(args), args.attention, args.optimizer, args.gpu)
+    # The papers' profile applies --checkpoint to its own tables (see _ranks).
+    checkpoint = args.checkpoint if args.profile == "pytorch" else "none"
+    return build_report(
+        _platform(args), args.attention, args.optimizer, args.gpu, checkpoint=checkpoint
+    )
+
+
+def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankReport | None:
+    """One rank's report where the flags ask for one: the papers' profile, or a layout of
+    several GPUs; ``None`` for symmem's one-GPU report."""
+    if args.profile == "paper":
+        return paper_profile(report, layout, recompute=args.checkpoint)
+    if layout != Layout():
+        return per_rank(report, layout)
+    return None
 
 
 def _allocator(report: Report, allocator: str) -> dict[str, str] | None:
@@ -174,14 +202,13 @@ def _allocator(report: Report, allocator: str) -> dict[str, str] | None:
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     layout = layout_from_args(args)
-    if layout != Layout():
-        ranks = per_rank(_report(args), layout).at(config)
-        if args.json:
-            print(json.dumps(rank_dict(ranks), indent=2))
-        else:
-            print(rank_table(ranks))
+    report = _report(args)
+    ranks = _ranks(args, report, layout)
+    if ranks is not None:
+        at = ranks.at(config)
+        print(json.dumps(rank_dict(at), indent=2) if args.json else rank_table(at))
         return 0
-    estimate = _report(args).at(config)
+    estimate = report.at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate, allocator=args.allocator), indent=2))
     else:
@@ -206,8 +233,11 @@ def _solve(args: argparse.Namespace) -> int:
         )
     else:
         raise ConfigError("give a --budget, or a --gpu whose memory is the budget")
-    if args.solve_for in RANK_SYMBOLS or layout != Layout():
-        return _solve_per_rank(args, report, layout, config, budget, budget_source)
+    ranks = _ranks(args, report, layout)
+    if args.solve_for in RANK_SYMBOLS and ranks is None:
+        ranks = per_rank(report, layout)
+    if ranks is not None:
+        return _solve_per_rank(args, ranks, config, budget, budget_source)
     solution = largest(
         report,
         config,
@@ -249,20 +279,17 @@ def _solve(args: argparse.Namespace) -> int:
 
 def _solve_per_rank(
     args: argparse.Namespace,
-    report: Report,
-    layout: Layout,
+    ranks: RankReport,
     config: Config,
     budget: str | int,
     budget_source: str,
 ) -> int:
-    """``solve`` for one rank of a layout: the largest B, S or L, or the fewest N, t or p."""
+    """``solve`` for one rank: the largest B, S or L, or the fewest N, t or p."""
     quantity = "total" if args.quantity == _DEFAULT_QUANTITY else args.quantity
     answer: Any
     if args.solve_for in RANK_SYMBOLS:
-        ranks = per_rank(report, layout)
         answer = fewest(ranks, config, args.solve_for, budget, quantity=quantity)
     else:
-        ranks = per_rank(report, layout)
         answer = largest_per_rank(
             ranks,
             config,
@@ -277,7 +304,8 @@ def _solve_per_rank(
             **answer.as_dict(),
             "per_rank": True,
             "layout": ranks.layout.as_dict(),
-            "platform": report.platform.name,
+            "profile": args.profile,
+            "platform": ranks.report.platform.name,
             "budget_source": budget_source,
         }
         print(json.dumps(data, indent=2))
@@ -301,18 +329,19 @@ def _latex(args: argparse.Namespace) -> int:
     report = _report(args)
     report.kernel_for(config)
     layout = layout_from_args(args)
+    ranks = _ranks(args, report, layout)
     options: dict[str, Any] = {
         "symbols": latex.symbol_set(args.symbols),
         "switches": config if args.fix_switches else None,
     }
-    if layout != Layout():
+    if ranks is not None:
         if args.what not in ("block", "total"):
             raise ConfigError(
-                "with --zero, --dp, --tp, --sp or --pp, --what block or total gives the memory "
-                "of one rank"
+                "with --profile paper, --zero, --dp, --tp, --sp or --pp, --what block or total "
+                "gives the memory of one rank"
             )
         key = "block" if args.what == "block" else args.total or "total"
-        print(latex.total(per_rank(report, layout), key, collect=args.collect, **options))
+        print(latex.total(ranks, key, collect=args.collect, **options))
     elif args.what == "term":
         terms = [
             t
@@ -347,6 +376,11 @@ def _validate(args: argparse.Namespace) -> int:
         )
     from symmem.validate.run import run_validation
 
+    if args.profile != "pytorch" or layout_from_args(args) != Layout():
+        raise ConfigError(
+            "symmem validate measures one GPU (or the CPU) with PyTorch: --profile paper and "
+            "the several-GPU flags (--zero, --dp, --tp, --sp, --pp) cannot be measured here"
+        )
     config = config_from_args(args)
     attention = args.attention
     if args.gpu is not None:
@@ -362,6 +396,7 @@ def _validate(args: argparse.Namespace) -> int:
         as_json=args.json,
         max_bytes=args.max_bytes,
         timeline=args.timeline,
+        checkpoint=args.checkpoint,
     )
 
 

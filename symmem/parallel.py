@@ -34,7 +34,7 @@ totals here are sums of what is held.
 >>> from symmem.symbols import T
 >>> ranks = per_rank(build_report("cuda"), Layout(tp=T, sp=True))
 >>> ranks.totals["block"]
-B*S*(D*(-DROPOUT - 4*AMP + 3*(4 - 2*AMP) + 4 + 40/t) + 16)/t
+24*AMP*D**2/t + B*D*S*(-28*AMP + 2*DROPOUT + 64)/t + 128*B*NH*ceiling(S/32)/t + 16*B*S/t
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ TP, SEQ, WHOLE = "tp", "seq", "whole"
 #: Saved tensors and labelled terms, by module and name patterns: the first row that matches
 #: says how the term splits. Patterns are ``fnmatch`` patterns.
 ACTIVATION_RULES: tuple[tuple[str, str, str], ...] = (
+    ("*", "CheckpointFrame-fwd_*", WHOLE),  # a checkpoint's RNG states: one per region
     ("transformer.h.*.attn", "*", TP),  # the attention core: heads are split
     ("transformer.h.*.attn.c_attn", "*-mat2", TP),  # the weight's autocast copy
     ("transformer.h.*.attn.c_attn", "*", SEQ),  # its input (ln_1's output)
@@ -182,12 +183,16 @@ class RankReport:
         layout: The layout.
         terms: Each term's share (terms worth nothing on the rank are left out).
         totals: Every key of :data:`RANK_TOTALS`, simplified.
+        profile: ``pytorch`` (symmem's terms) or ``paper`` (:func:`paper_profile`).
+        checkpoint: The activation checkpointing the activations assume.
     """
 
     report: Report
     layout: Layout
     terms: tuple[RankTerm, ...]
     totals: Mapping[str, sympy.Expr] = field(repr=False)
+    profile: str = "pytorch"
+    checkpoint: str = "none"
 
     def total(self, key: str) -> sympy.Expr:
         if key not in self.totals:
@@ -272,7 +277,9 @@ def per_rank(report: Report, layout: Layout) -> RankReport:
         "host": sum((r.formula for r in ranks if r.term.location == HOST), sympy.Integer(0)),
     }
     totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
-    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals))
+    return RankReport(
+        report, layout, tuple(ranks), MappingProxyType(totals), "pytorch", report.checkpoint
+    )
 
 
 def _activation_split(term: Term) -> str:
@@ -403,4 +410,4 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
         "host": sympy.Integer(0),
     }
     totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
-    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals))
+    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), "paper", recompute)

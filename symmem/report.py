@@ -22,10 +22,11 @@ import sympy
 from symmem.allocator import block_bytes, workspace_bytes
 from symmem.cache import cached
 from symmem.config import Config
-from symmem.errors import KernelError
+from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
 from symmem.model.nanogpt import BLOCK, batch, forward
+from symmem.ops.checkpoint import CHECKPOINTS
 from symmem.ops.graph import (
     DEVICE,
     HOST,
@@ -98,6 +99,8 @@ class Report:
         platform: The platform's rules (with the GPU preset, ``platform.gpu``, if one is given).
         attention: The attention choice (a kernel name or ``default``).
         optimizer: The AdamW implementation (``fused``, ``foreach`` or ``forloop``).
+        checkpoint: The activation checkpointing (``none``, ``full``: every block, or
+            ``selective``: the attention core), non-reentrant as ``torch.utils.checkpoint``.
         terms: The terms, in forward order.
         kernels: The kernel that runs for each ``(amp, dropout)`` this choice accepts.
         fixed: Switches this choice needs at one value (e.g. AMP = 1 for flash on CUDA).
@@ -114,6 +117,7 @@ class Report:
     platform: Platform
     attention: str
     optimizer: str
+    checkpoint: str
     terms: tuple[Term, ...]
     kernels: Mapping[tuple[bool, bool], str]
     fixed: Mapping[sympy.Symbol, int]
@@ -291,25 +295,37 @@ def build_report(
     attention: str = "default",
     optimizer: str = "default",
     gpu: str | None = None,
+    checkpoint: str = "none",
 ) -> Report:
     """The report of ``platform`` with ``attention`` (a kernel name or ``default``) and
     ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there), on the GPU
     preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
-    which kernels can run).
+    which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
+    ``selective``: :mod:`symmem.ops.checkpoint`).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
+
+    >>> build_report("cpu", checkpoint="some")
+    Traceback (most recent call last):
+    ...
+    symmem.errors.ConfigError: checkpoint must be one of none, full, selective, not 'some'
     """
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     plat = get_platform(platform, gpu)
     adamw = plat.optimizer(optimizer)
     where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
+    mode = "" if checkpoint == "none" else f"-{checkpoint}"
     parts = cached(
-        f"report-{where}-{attention}-{adamw}", lambda: _build_parts(plat, attention, adamw)
+        f"report-{where}-{attention}-{adamw}{mode}",
+        lambda: _build_parts(plat, attention, adamw, checkpoint),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
         plat,
         attention,
         adamw,
+        checkpoint,
         terms,
         MappingProxyType(kernels),
         MappingProxyType(fixed),
@@ -333,7 +349,9 @@ _Parts = tuple[
 ]
 
 
-def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
+def _build_parts(
+    plat: Platform, attention: str, optimizer: str, checkpoint: str = "none"
+) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (fp32 parameter bytes / 4) and the evaluator's source."""
     platform = plat.name
@@ -348,10 +366,11 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
             refusals.append(str(error))
             continue
         kernels[(amp, dropout)] = kernel.name
-        for scenario, trace in _explore(plat, kernel, Scenario(amp, dropout, bias)):
+        start = Scenario(amp, dropout, bias)
+        for scenario, trace in _explore(plat, kernel, start, checkpoint):
             raws = _raw_terms(trace, plat.optimizers[optimizer])
             runs.append(((int(amp), int(dropout), int(bias)), scenario, raws))
-        steps += _explore_step(plat, kernel, Scenario(amp, dropout, bias), optimizer)
+        steps += _explore_step(plat, kernel, start, optimizer, checkpoint)
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -371,13 +390,13 @@ def _build_parts(plat: Platform, attention: str, optimizer: str) -> _Parts:
 
 
 def _explore_step(
-    platform: Platform, kernel: AttentionKernel, start: Scenario, optimizer: str
+    platform: Platform, kernel: AttentionKernel, start: Scenario, optimizer: str, checkpoint: str
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
     while pending:
         scenario = pending.pop()
-        trace = Trace(platform, kernel, scenario, events=[])
+        trace = Trace(platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
             phases = simulate(trace, optimizer, step_location)
@@ -416,13 +435,13 @@ def _peaks(
 
 
 def _explore(
-    platform: Platform, kernel: AttentionKernel, start: Scenario
+    platform: Platform, kernel: AttentionKernel, start: Scenario, checkpoint: str
 ) -> Iterator[tuple[Scenario, Trace]]:
     """Trace ``forward`` under ``start`` and under both outcomes of every predicate it asks."""
     pending = [start]
     while pending:
         scenario = pending.pop()
-        trace = Trace(platform, kernel, scenario)
+        trace = Trace(platform, kernel, scenario, checkpoint=checkpoint)
         try:
             forward(trace, *batch(trace))
         except UndecidedPredicateError as ask:

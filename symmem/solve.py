@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None]
+_Key = tuple[str, str, str, str | None, str]
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,8 @@ def _search(
 def _key(report: Report) -> _Key:
     """What identifies a report in :func:`build_report`'s cache."""
     gpu = report.platform.gpu
-    return (report.platform.name, report.attention, report.optimizer, gpu.name if gpu else None)
+    name = gpu.name if gpu else None
+    return (report.platform.name, report.attention, report.optimizer, name, report.checkpoint)
 
 
 @lru_cache(maxsize=256)

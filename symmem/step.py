@@ -26,6 +26,10 @@ shows plus ``j`` times the block's net growth; in backward, block ``L-1-k`` sees
 backward's net change per block. Both are linear in the block index, so the peak over blocks is
 at the first or the last block, and the phase's peak is the largest of a finite list of
 candidates. Candidates that another one provably bounds for all sizes are dropped.
+
+With activation checkpointing (:mod:`symmem.ops.checkpoint`) nothing here changes: the traced
+block's forward keeps its frame instead of its saved tensors, and its backward recomputes the
+region inside the block, so both growths stay linear in the block index (measured on CPU).
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     import numpy as np
     import sympy
 
+    from symmem.parallel import RankReport
     from symmem.report import Report
 
-__all__ = ["Config", "sweep"]
+__all__ = ["Config", "sweep", "sweep_ranks"]
 
 _INT64_MAX = 2**63 - 1
 _CHUNK = 32768
@@ -111,3 +112,57 @@ def _check(report: Report, arrays: dict[str, np.ndarray]) -> None:
                     f"attention {report.attention!r} cannot run with amp={bool(amp)}, "
                     f"dropout={bool(dropout)}"
                 )
+
+
+def sweep_ranks(ranks: RankReport, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
+    """Every per-rank total of ``ranks`` (:func:`symmem.parallel.per_rank`) over arrays.
+
+    Takes the axes of :func:`sweep` and, for counts the layout leaves symbolic, ``dp``, ``tp``
+    and ``pp``. Each element is evaluated exactly (a rank's share can be a fraction of a
+    formula until the counts are known), so this is for thousands of configs, not millions;
+    the result holds Python integers (``object`` arrays).
+
+    >>> from symmem import build_report
+    >>> from symmem.parallel import Layout, per_rank
+    >>> from symmem.symbols import T
+    >>> ranks = per_rank(build_report("cuda"), Layout(tp=T, sp=True))
+    >>> out = sweep_ranks(ranks, B=8, S=2048, D=8192, NH=64, V=51200, L=80, amp=True, tp=[8, 16])
+    >>> [int(v) for v in out["block"]]
+    [805863424, 402931712]
+    """
+    import numpy as np
+
+    counts: list[str] = [name for name in ("dp", "tp", "pp") if name in axes]
+    plain = {k: v for k, v in axes.items() if k not in counts}
+    unknown = set(plain) - set(SIZE_NAMES) - set(SWITCH_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
+    missing = [n for n in SIZE_NAMES if n not in plain]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
+    names = [*SIZE_NAMES, *SWITCH_NAMES, *counts]
+    arrays = {name: _as_array(axes.get(name, False), name) for name in names}
+    for count in counts:
+        if (arrays[count] <= 0).any():
+            raise ConfigError(f"{count} must be positive")
+    if grid:
+        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
+        for position, name in enumerate(varying):
+            dims = [1] * len(varying)
+            dims[position] = arrays[name].size
+            arrays[name] = arrays[name].reshape(dims)
+    try:
+        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
+    except ValueError as error:
+        raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
+    shape = arrays["B"].shape
+    flat = {name: array.ravel() for name, array in arrays.items()}
+    out = {key: np.empty(flat["B"].size, dtype=object) for key in ranks.totals}
+    for i in range(flat["B"].size):
+        values = {name: int(flat[name][i]) for name in names}
+        sizes: dict[str, Any] = {n: values[n] for n in SIZE_NAMES}
+        config = Config(**sizes, **{n: bool(values[n]) for n in SWITCH_NAMES})
+        totals = ranks.at(config, **{n: values[n] for n in counts}).totals
+        for key, value in totals.items():
+            out[key][i] = value
+    return {key: value.reshape(shape) for key, value in out.items()}

@@ -60,7 +60,7 @@ def test_estimate_html_lists_every_term_and_total():
             f"total: {key}",
             "",
             "",
-            str(estimate.peak_formula if key == "peak" else estimate.report.totals[key]),
+            str(estimate.formula(key)),
             f"{value:,}",
             format_bytes(value),
         ]

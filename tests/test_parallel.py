@@ -12,7 +12,7 @@ from symmem.cli import main
 from symmem.errors import BudgetError, ConfigError
 from symmem.parallel import SEQ, TP, WHOLE, Layout, per_rank
 from symmem.solve import fewest, largest_per_rank
-from symmem.symbols import AMP, BIAS, DROPOUT, L, N, P, T
+from symmem.symbols import AMP, BIAS, DROPOUT, B, D, L, N, P, S, T
 
 CONFIGS = (
     Config.notebook(),
@@ -138,8 +138,9 @@ def test_cli_estimate_per_rank_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["per_rank"] is True
     assert data["layout"] == {"zero": 2, "dp": "4", "tp": "2", "sp": True, "pp": "2"}
-    assert sum(t["bytes"] for t in data["terms"] if t["location"] == "device") == (
-        data["totals"]["total"]
+    assert (
+        sum(t["bytes"] for t in data["terms"] if t["location"] == "device")
+        == (data["totals"]["total"])
     )
     block = per_rank(build_report("cuda"), Layout(tp=2, sp=True, zero=2, dp=4, pp=2))
     assert data["totals"]["block"] == block.at(Config.notebook()).totals["block"]
@@ -163,3 +164,31 @@ def test_rank_formulas_keep_the_switches_symbolic() -> None:
     assert {AMP, DROPOUT, T} <= block.free_symbols
     params = per_rank(build_report("cuda"), Layout(tp=T)).totals["params"]
     assert BIAS in params.free_symbols
+
+
+def test_sweep_ranks_equals_each_rank_estimate() -> None:
+    from symmem.sweep import sweep_ranks
+
+    ranks = per_rank(build_report("cuda"), Layout(zero=2, dp=N, tp=T, sp=True))
+    out = sweep_ranks(
+        ranks, grid=True, B=[1, 4], S=256, D=512, NH=8, V=1024, L=4, dp=[2, 3], tp=[1, 2]
+    )
+    assert out["total"].shape == (2, 2, 2)
+    for i, b in enumerate((1, 4)):
+        for j, dp in enumerate((2, 3)):
+            for k, tp in enumerate((1, 2)):
+                config = Config(B=b, S=256, D=512, NH=8, V=1024, L=4)
+                expected = ranks.at(config, dp=dp, tp=tp).totals
+                assert {key: out[key][i, j, k] for key in expected} == dict(expected)
+    with pytest.raises(ConfigError, match="tp must be positive"):
+        sweep_ranks(ranks, B=1, S=256, D=512, NH=8, V=1024, L=4, dp=2, tp=0)
+
+
+def test_checkpointed_blocks_split_their_inputs_not_their_rng_states() -> None:
+    report = build_report("cuda", checkpoint="full")
+    ranks = per_rank(report, Layout(tp=T, sp=True))
+    split = {r.term.name: r.split for r in ranks.terms if r.term.module == "transformer.h.*"}
+    assert split["CheckpointFrame-saved_args"] == SEQ
+    assert split["CheckpointFrame-fwd_cpu_state"] == WHOLE
+    # Full recomputation with sequence parallelism keeps 1/t of each block input (fp32 here).
+    assert sympy.simplify(ranks.totals["block"] - 4 * B * S * D / T) == 0

@@ -9,6 +9,10 @@ The code keeps nanoGPT's variables and temporaries (``x = x + self.attn(self.ln_
 ``tok_emb`` and ``pos_emb`` living to the end of ``forward``), because Python frees symmem's
 symbolic tensors exactly when PyTorch frees the real ones: that is how :mod:`symmem.step` knows
 what is alive at every moment of the forward.
+
+``t.checkpoint`` runs it with activation checkpointing, as the measured model does
+(:mod:`symmem.validate.nanogpt`): ``full`` checkpoints every block, ``selective`` only the
+attention core (:mod:`symmem.ops.checkpoint`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         x = ops.dropout(t, ops.add(t, tok_emb, pos_emb))
     t.mark("block")
     with t.module(BLOCK):
-        x = block(t, x)
+        x = ops.checkpoint(t, block, x) if t.checkpoint == "full" else block(t, x)
     t.mark("/block")
     with t.module("transformer.ln_f"):
         x = layer_norm(t, x)
@@ -59,31 +63,34 @@ def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
 
 def block(t: Trace, x: Tensor) -> Tensor:
     """``Block.forward``: pre-LN attention and MLP, each added to the residual stream."""
-    x = ops.add(t, x, attention(t, _submodule(t, "ln_1", layer_norm, x)))
-    x = ops.add(t, x, mlp(t, _submodule(t, "ln_2", layer_norm, x)))
+    x = ops.add(t, x, _submodule(t, "attn", attention, _submodule(t, "ln_1", layer_norm, x)))
+    x = ops.add(t, x, _submodule(t, "mlp", mlp, _submodule(t, "ln_2", layer_norm, x)))
     return x
 
 
 def attention(t: Trace, x: Tensor) -> Tensor:
     """``CausalSelfAttention.forward``: fused c_attn split into q, k, v views, SDPA, c_proj."""
-    with t.module("attn"):
-        q, k, v = ops.split(t, _submodule(t, "c_attn", linear, x, D, 3 * D), D, 3)
-        k = ops.heads(t, k, NH)
-        q = ops.heads(t, q, NH)
-        v = ops.heads(t, v, NH)
-        y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
-        y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
-        return _submodule(t, "resid_dropout", ops.dropout, _submodule(t, "c_proj", linear, y, D, D))
+    q, k, v = ops.split(t, _submodule(t, "c_attn", linear, x, D, 3 * D), D, 3)
+    k = ops.heads(t, k, NH)
+    q = ops.heads(t, q, NH)
+    v = ops.heads(t, v, NH)
+    sdpa = ops.scaled_dot_product_attention
+    if t.checkpoint == "selective":
+        y = ops.checkpoint(t, sdpa, q, k, v, t.kernel)
+    else:
+        y = sdpa(t, q, k, v, t.kernel)
+    y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
+    return _submodule(t, "resid_dropout", ops.dropout, _submodule(t, "c_proj", linear, y, D, D))
 
 
 def mlp(t: Trace, x: Tensor) -> Tensor:
-    """``MLP.forward``: c_fc, GELU, c_proj, dropout."""
-    with t.module("mlp"):
-        x = _submodule(t, "c_fc", linear, x, D, 4 * D)
-        x = _submodule(t, "gelu", ops.gelu, x)
-        x = _submodule(t, "c_proj", linear, x, 4 * D, D)
-        x = _submodule(t, "dropout", ops.dropout, x)
-        return x
+    """``MLP.forward``: c_fc, GELU, c_proj, dropout. Its input stays alive to the end, as the
+    module call's arguments hold it (``_submodule``)."""
+    x = _submodule(t, "c_fc", linear, x, D, 4 * D)
+    x = _submodule(t, "gelu", ops.gelu, x)
+    x = _submodule(t, "c_proj", linear, x, 4 * D, D)
+    x = _submodule(t, "dropout", ops.dropout, x)
+    return x
 
 
 def layer_norm(t: Trace, x: Tensor) -> Tensor:
@@ -101,6 +108,7 @@ def linear(t: Trace, x: Tensor, n_in: object, n_out: object) -> Tensor:
 
 
 def _submodule(t: Trace, name: str, module: object, *args: object) -> Tensor:
-    """Calls ``module(t, *args)`` as the forward of submodule ``name``."""
+    """Calls ``module(t, *args)`` as the forward of submodule ``name``. Like ``nn.Module``'s
+    ``__call__``, it holds the arguments until the forward returns."""
     with t.module(name):
         return module(t, *args)  # type: ignore[operator,no-any-return]

@@ -1,6 +1,7 @@
 """Symbolic tensors, the per-op rules of what autograd saves, and the backward engine."""
 
 from symmem.ops.attention import heads, scaled_dot_product_attention
+from symmem.ops.checkpoint import CHECKPOINTS, checkpoint
 from symmem.ops.graph import ROOT, Node, Param, Save, Scenario, Storage, Tensor, Trace
 from symmem.ops.layers import (
     add,
@@ -17,6 +18,7 @@ from symmem.ops.layers import (
 from symmem.ops.nodes import NODES
 
 __all__ = [
+    "CHECKPOINTS",
     "NODES",
     "ROOT",
     "Node",
@@ -27,6 +29,7 @@ __all__ = [
     "Tensor",
     "Trace",
     "add",
+    "checkpoint",
     "contiguous",
     "cross_entropy",
     "divide",

@@ -6,11 +6,16 @@ graph like nanoGPT's (a node's consumers are all created after it). For each nod
 
 1. its output gradients are taken from its input buffer;
 2. its rule allocates the input gradients (:mod:`symmem.ops.layers` says in which order);
-3. the output gradients are dropped, a gradient of the wrong dtype is cast to the input's dtype
-   (the engine's ``validate_outputs``), and the node's saved tensors are released;
+3. the output gradients are dropped, and the engine's ``validate_outputs`` runs: a gradient the
+   rule returned for a broadcast input (a bias) is summed to the input's shape, one of the wrong
+   dtype is cast to the input's; then the node's saved tensors are released;
 4. each input gradient goes to the buffer of the node that made the input, or to the parameter's
    AccumulateGrad, which runs at once when its last gradient has arrived and keeps the tensor as
    ``.grad`` without copying it.
+
+A node of a checkpointed region (:mod:`symmem.ops.checkpoint`) first has the region recomputed
+if it is the region's first to need its saved tensors; its recomputed tensors die as its rule
+returns, before ``validate_outputs``; and the region's frame dies after its last saving node.
 
 When a buffer already holds a gradient, the new one is added to it the way ``InputBuffer``
 accumulates: in place into the old one when nothing else holds it and it is not a view, else
@@ -39,12 +44,21 @@ class Engine:
         self.trace = trace
         # By identity, weakly: a freed gradient's id() can come back for a new tensor.
         self.views: weakref.WeakSet[Tensor] = weakref.WeakSet()
+        self.sums: weakref.WeakSet[Tensor] = weakref.WeakSet()
 
     def view(self, tensor: Tensor) -> Tensor:
         """A view of a gradient (``grad.t()``): it shares its storage, so the engine never
         accumulates into it in place."""
         out = tensor.transpose(0, 1) if len(tensor.shape) == 2 else tensor.view(*tensor.shape)
         self.views.add(out)
+        return out
+
+    def sum_to(self, grad: Tensor) -> Tensor:
+        """The gradient of an input that was broadcast (a bias), as a derivative formula returns
+        it: ``grad`` itself, which ``validate_outputs`` then sums to the input's shape (a fresh
+        tensor, allocated after the rule has returned)."""
+        out = grad.view(*grad.shape)
+        self.sums.add(out)
         return out
 
     def new(
@@ -83,13 +97,15 @@ def backward(
         if on_node:
             on_node(node, "start")
         trace.op = node.name
+        frame = node.frame
+        if frame is not None and not frame.recomputed:
+            frame.recompute(trace)  # the region's first node that unpacks a saved tensor
         with trace.module(node.module):
             outputs = list(node.backward(engine, *incoming))
         del incoming
-        for i, (edge, grad) in enumerate(zip(node.inputs, outputs, strict=False)):
-            if grad is not None and edge is not None and grad.dtype != edge.dtype:
-                outputs[i] = engine.new(edge.shape, edge.dtype, grad.order)
-        del grad
+        if frame is not None:
+            node.saved.clear()  # recomputed tensors die with the rule's locals
+        _validate_outputs(engine, node, outputs)
         node.saved.clear()
         for i, edge in enumerate(node.inputs):
             grad, outputs[i] = outputs[i], None
@@ -103,10 +119,24 @@ def backward(
                 buffers[key] = grad if old is None else _add(engine, old, grad, outputs, buffers)
             del grad
         del outputs
+        if frame is not None:
+            frame.done(node)
         trace.op = ""
         if on_node:
             on_node(node, "end")
     del seed
+
+
+def _validate_outputs(engine: Engine, node: Node, outputs: list[Tensor | None]) -> None:
+    """The engine's ``validate_outputs``: a broadcast input's gradient summed to its shape
+    (``sum_to``, in the gradient's dtype), then any gradient cast to its input's dtype."""
+    for i, (edge, grad) in enumerate(zip(node.inputs, outputs, strict=False)):
+        if grad is None or edge is None:
+            continue
+        if grad in engine.sums:
+            grad = outputs[i] = engine.new(edge.shape, grad.dtype)
+        if grad.dtype != edge.dtype:
+            outputs[i] = engine.new(edge.shape, edge.dtype, grad.order)
 
 
 def _accumulate_param(

@@ -25,6 +25,7 @@ from symmem.dtypes import DEVICE, FLOAT32, HOST, DType
 from symmem.ops.nodes import NODES
 
 if TYPE_CHECKING:
+    from symmem.ops.checkpoint import Frame, Hooks
     from symmem.platforms import AttentionKernel, Platform
 
 __all__ = [
@@ -195,6 +196,9 @@ class Node:
         saved: The storages it holds for backward; released when it has run.
         backward: Allocates the input gradients, in PyTorch's order (see :mod:`symmem.ops.engine`).
         outputs: How many outputs it has.
+        frame: For a node that saves tensors inside a checkpointed region, the region's
+            checkpoint frame: ``saved`` stays empty until backward recomputes the region
+            (:mod:`symmem.ops.checkpoint`).
     """
 
     name: str
@@ -204,6 +208,7 @@ class Node:
     saved: list[Storage]
     backward: Backward
     outputs: int = 1
+    frame: Frame | None = None
 
 
 #: One entry of a trace's event log: ``("alloc" | "free", storage id, bytes, location, what)``
@@ -301,6 +306,10 @@ class Trace:
         saves: Every ``(node, field, tensor)`` saved, in creation order.
         params: Parameters, in the order the forward declares them.
         labelled: Storages that are terms of their own (inputs, logits).
+        checkpoint: The model's activation checkpointing: ``none``, ``full`` (every block)
+            or ``selective`` (the attention core); see :mod:`symmem.ops.checkpoint`.
+        hooks: The ``saved_tensors_hooks`` in force, if any: a checkpointed region's frame in
+            the forward, its recomputation in backward. They decide what a pack keeps.
     """
 
     platform: Platform
@@ -312,6 +321,8 @@ class Trace:
     nodes: list[Node] = field(default_factory=list)
     events: list[Event] | None = None
     op: str = ""
+    checkpoint: str = "none"
+    hooks: Hooks | None = None
     _modules: list[str] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     _ids: Iterator[int] = field(default_factory=itertools.count)
@@ -334,6 +345,23 @@ class Trace:
             yield
         finally:
             self._modules.pop()
+
+    @contextmanager
+    def replaying(self, hooks: Hooks, modules: Sequence[str]) -> Iterator[None]:
+        """Run the enclosed ops again as the forward of ``modules`` under ``hooks``, with a fresh
+        autocast cache (dropped at the end, as a new ``autocast`` region drops its own), as
+        checkpoint's recomputation does."""
+        kept = (self._casts, self._modules, self.hooks, self.op)
+        self._casts, self._modules, self.hooks, self.op = {}, list(modules), hooks, "recompute"
+        try:
+            yield
+        finally:
+            self._casts, self._modules, self.hooks, self.op = kept
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The module path now running, outermost first."""
+        return tuple(self._modules)
 
     def holds(self, predicate: sympy.Basic) -> bool:
         """Whether a size predicate holds in this scenario (see :class:`Scenario`)."""
@@ -437,18 +465,30 @@ class Trace:
         backward: Backward,
         outputs: int = 1,
     ) -> Node:
-        """Record an autograd node: what it saves (see :meth:`save`) and how its backward runs."""
-        if any(tensor is not None for tensor in saved.values()):
-            self.save(name, saved)
-            order = self.saves[-1].order
-        else:
-            order = next(self._order)
-        unique = {id(x.storage): x.storage for x in saved.values() if x is not None}
-        storages = list(unique.values())
+        """Record an autograd node: what it saves (see :meth:`pack`) and how its backward runs."""
+        tensors = {field: x for field, x in saved.items() if x is not None}
+        if tensors:
+            _check_fields(name, saved)
         edges = tuple(x.edge if x is not None else None for x in inputs)
-        node = Node(name, self.module_name, order, edges, storages, backward, outputs)
-        self.nodes.append(node)
+        node = Node(name, self.module_name, next(self._order), edges, [], backward, outputs)
+        if self.hooks is None or self.hooks.records_nodes:
+            self.nodes.append(node)
+        self.pack(node, tensors)
         return node
+
+    def pack(self, node: Node, saved: Mapping[str, Tensor]) -> None:
+        """Autograd saves ``saved`` for ``node``: the node holds their storages (each once), and
+        the report records them, unless ``saved_tensors_hooks`` are active (``hooks``: a
+        checkpointed region), which then decide what is kept."""
+        if not saved:
+            return
+        if self.hooks is not None:
+            self.hooks.pack(node, saved)
+            return
+        self.record(node.name, list(saved.items()), node.order)
+        for tensor in saved.values():
+            if all(tensor.storage is not s for s in node.saved):
+                node.saved.append(tensor.storage)
 
     def save(self, node: str, saved: Mapping[str, Tensor | None], order: int | None = None) -> None:
         """Record the tensors ``node`` saves, by field name (``None`` for an absent field).
@@ -456,26 +496,36 @@ class Trace:
         ``order`` is the node's creation order when the node exists already (a node that saves
         its own output); by default the save creates the next one.
         """
-        known = NODES.get(node)
-        if known is None:
-            raise KeyError(f"node {node} is not in the NODES table")
-        unknown = set(saved) - set(known)
-        if unknown:
-            raise KeyError(f"{node} saves no field(s) {sorted(unknown)}")
+        _check_fields(node, saved)
+        pairs = [(name, tensor) for name, tensor in saved.items() if tensor is not None]
+        self.record(node, pairs, order)
+
+    def record(
+        self, node: str, saved: Sequence[tuple[str, Tensor]], order: int | None = None
+    ) -> None:
+        """Record, for the report, ``(field, tensor)`` pairs that ``node`` (of creation order
+        ``order``, by default the next one) keeps for backward; a field may hold several."""
         if order is None:
             order = next(self._order)
         module = self.module_name
         occurrence = 1 + sum(
             1 for s in {(s.order, s.node, s.module) for s in self.saves} if s[1:] == (node, module)
         )
-        for name, tensor in saved.items():
-            if tensor is not None:
-                self.saves.append(Save(node, name, tensor, module, order, occurrence))
+        for name, tensor in saved:
+            self.saves.append(Save(node, name, tensor, module, order, occurrence))
 
     def save_output(self, node: Node, name: str, tensor: Tensor) -> None:
         """Record that ``node`` saves its own output ``tensor`` as field ``name``."""
-        self.save(node.name, {name: tensor}, node.order)
-        node.saved.append(tensor.storage)
+        self.pack(node, {name: tensor})
+
+
+def _check_fields(node: str, saved: Mapping[str, object]) -> None:
+    known = NODES.get(node)
+    if known is None:
+        raise KeyError(f"node {node} is not in the NODES table")
+    unknown = set(saved) - set(known)
+    if unknown:
+        raise KeyError(f"{node} saves no field(s) {sorted(unknown)}")
 
 
 def _cast_backward(tensor: Tensor) -> Backward:

@@ -67,17 +67,16 @@ def embedding(t: Trace, indices: Tensor, weight: Tensor) -> Tensor:
 def add(t: Trace, a: Tensor, b: Tensor) -> Tensor:
     """``a + b``: AddBackward0 saves no tensor.
 
-    Backward passes the one gradient on to both inputs (the same tensor); an input broadcast
-    over leading dimensions (the positional embedding) gets a fresh ``sum`` of it. The engine
+    Backward passes the one gradient on to both inputs (the same tensor); for an input broadcast
+    over leading dimensions (the positional embedding) the engine sums it (``validate_outputs``,
+    a fresh tensor). The engine
     casts the gradient to an input's dtype when they differ (AMP's half branch).
     """
     out_shape = a.shape if len(a.shape) >= len(b.shape) else b.shape
-    b_shape, broadcast = b.shape, len(b.shape) < len(out_shape)
+    broadcast = len(b.shape) < len(out_shape)
 
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
-        if broadcast:
-            return [grad, engine.new((1, *b_shape), grad.dtype)]
-        return [grad, grad]
+        return [grad, engine.sum_to(grad) if broadcast else grad]
 
     node = t.node("AddBackward0", (a, b), {}, backward)
     dtype = a.dtype if a.dtype.itemsize >= b.dtype.itemsize else b.dtype
@@ -116,7 +115,8 @@ def linear(t: Trace, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     cast runs first.
 
     Backward: MmBackward0 makes the weight gradient, then the input's; AddmmBackward0 the input's,
-    then the weight's, then the bias's (a ``sum``); all fresh, in the output gradient's dtype.
+    then the weight's, and returns the output gradient itself for the bias, which the engine's
+    ``validate_outputs`` sums to the bias's shape; all fresh, in the output gradient's dtype.
     """
     n_out, n_in = weight.shape
     if bias is not None:
@@ -138,7 +138,7 @@ def linear(t: Trace, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
             "AddmmBackward0",
             (x, w, bias),
             {"mat1": rows, "mat2": w_t},
-            _fresh((x_shape, dtype), ((n_out, n_in), dtype), ((n_out,), dtype)),
+            _backward_addmm(x_shape, (n_out, n_in), dtype),
         )
     return t.new((*x.shape[:-1], n_out), x.dtype, grad_fn=node)
 
@@ -149,6 +149,15 @@ def _backward_mm(x_shape: Any, w_shape: Any, dtype: Any) -> Any:
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
         grad_w = engine.new(w_shape, dtype)  # computed as mat2's gradient, then transposed back
         return [engine.new(x_shape, dtype), engine.view(grad_w)]
+
+    return backward
+
+
+def _backward_addmm(x_shape: Any, w_shape: Any, dtype: Any) -> Any:
+    """AddmmBackward0: the input's gradient, the weight's, then the bias's to be summed."""
+
+    def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
+        return [engine.new(x_shape, dtype), engine.new(w_shape, dtype), engine.sum_to(grad)]
 
     return backward
 
@@ -190,9 +199,11 @@ def dropout(t: Trace, x: Tensor) -> Tensor:
         return x
     backward = _fresh((x.shape, x.dtype))
     if t.platform.dropout_saves_mask:
-        node = t.node("NativeDropoutBackward0", (x,), {"result1": t.new(x.shape, BOOL)}, backward)
-    else:
-        node = t.node("MulBackward0", (x,), {"other": t.new(x.shape, x.dtype)}, backward)
+        mask = t.new(x.shape, BOOL)
+        node = t.node("NativeDropoutBackward0", (x,), {"result1": mask}, backward)
+    else:  # the noise lives until the product exists, saved or not (checkpointed regions)
+        mask = t.new(x.shape, x.dtype)
+        node = t.node("MulBackward0", (x,), {"other": mask}, backward)
     return t.new(x.shape, x.dtype, grad_fn=node)
 
 

@@ -73,6 +73,8 @@ def rank_dict(estimate: RankEstimate) -> dict[str, Any]:
     return {
         "config": estimate.config.as_dict(),
         "per_rank": True,
+        "profile": ranks.profile,
+        "checkpoint": ranks.checkpoint,
         "layout": ranks.layout.as_dict(),
         "platform": report.platform.name,
         "gpu": None if report.platform.gpu is None else report.platform.gpu.name,

@@ -91,6 +91,14 @@ def rank_table(estimate: RankEstimate) -> str:
         f"layout: ZeRO {layout.zero}, dp={layout.dp}, tp={layout.tp}"
         f"{' with sequence parallelism' if layout.sp else ''}, pp={layout.pp} (first stage; "
         "derived from each method's documented semantics, not measured)",
+        f"profile: {ranks.profile}"
+        + (
+            " (Korthikanti et al. 2022 per-layer activations, ZeRO's mixed-precision model "
+            "states; embeddings, logits and loss not counted)"
+            if ranks.profile == "paper"
+            else ""
+        )
+        + f", checkpoint {ranks.checkpoint}",
         "",
     ]
     rows = [("term", "module", "kind", "split", "formula (per rank)", "bytes", "")]

@@ -70,14 +70,18 @@ def run_validation(
     max_bytes: int | None,
     optimizer: str = "default",
     timeline: bool = False,
+    checkpoint: str = "none",
 ) -> int:
-    """Print prediction and measurement side by side; 0 on a full match, 1 otherwise."""
+    """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
+
+    ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT.
+    """
     platform = platform or device
     if platform != device:
         raise SymmemError(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
-    report = build_report(platform, attention, optimizer)
+    report = build_report(platform, attention, optimizer, checkpoint=checkpoint)
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
     warning = check_torch_version(platform)
@@ -88,7 +92,11 @@ def run_validation(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         measurement = measure(
-            config, device=device, attention=attention, optimizer=report.optimizer
+            config,
+            device=device,
+            attention=attention,
+            optimizer=report.optimizer,
+            checkpoint=checkpoint,
         )
     comparison = compare(estimate, measurement)
     if as_json:
