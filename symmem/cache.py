@@ -8,17 +8,20 @@ a fingerprint of symmem's own source: editing any module makes a fresh entry. Se
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from types import CodeType
 from typing import TypeVar
 
 import sympy
 
-__all__ = ["cache_dir", "cached", "fingerprint"]
+__all__ = ["cache_dir", "cached", "compiled", "fingerprint"]
 
 T = TypeVar("T")
 
@@ -39,6 +42,23 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def _lattice(cls: type, args: tuple[sympy.Expr, ...]) -> sympy.Expr:
+    """A ``Max`` or ``Min`` rebuilt from its stored arguments as they are.
+
+    Their constructor sorts the arguments even when it does not evaluate, which for the peak's
+    long polynomials costs most of a report's load time; stored ones are sorted already."""
+    obj: sympy.Expr = sympy.Expr.__new__(cls, *args)
+    obj._argset = frozenset(args)
+    return obj
+
+
+def _reduce_lattice(expr: sympy.Expr) -> tuple[Callable[..., sympy.Expr], tuple[object, ...]]:
+    return _lattice, (type(expr), expr.args)
+
+
+_DISPATCH = {sympy.Max: _reduce_lattice, sympy.Min: _reduce_lattice}
+
+
 def cached(name: str, build: Callable[[], T]) -> T:
     """``build()``, or the value a previous process stored under ``name`` for this source."""
     if os.environ.get("SYMMEM_NO_CACHE") == "1":
@@ -56,7 +76,9 @@ def cached(name: str, build: Callable[[], T]) -> T:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
-            pickle.dump(value, temporary, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler = pickle.Pickler(temporary, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler.dispatch_table = _DISPATCH
+            pickler.dump(value)
         os.replace(temporary.name, path)
         for stale in path.parent.glob(f"{name}-*.pickle"):  # entries of older sources
             if stale != path:
@@ -64,3 +86,28 @@ def cached(name: str, build: Callable[[], T]) -> T:
     except OSError:  # a read-only home is no reason to fail
         pass
     return value
+
+
+def compiled(source: str, filename: str) -> CodeType:
+    """``compile(source, filename, "exec")``, kept on disk between processes (marshal's format
+    belongs to one Python version, which names the entry): a report's evaluator is hundreds of
+    kilobytes of source."""
+    if os.environ.get("SYMMEM_NO_CACHE") == "1":
+        return compile(source, filename, "exec")
+    digest = hashlib.sha256(f"{sys.version}\0{filename}\0{source}".encode()).hexdigest()[:24]
+    path = cache_dir() / "code" / f"{digest}.marshal"
+    try:
+        code = marshal.loads(path.read_bytes())
+        if isinstance(code, CodeType):
+            return code
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    code = compile(source, filename, "exec")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
+            temporary.write(marshal.dumps(code))
+        os.replace(temporary.name, path)
+    except OSError:
+        pass
+    return code

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
+from symmem.cache import compiled
 from symmem.config import Config
 from symmem.kinds import CATEGORIES
 from symmem.symbols import SIZES, SWITCHES
@@ -130,7 +131,7 @@ def load(source: str, *, vector: bool = False) -> Callable[..., Any]:
             "_not": numpy.logical_not,
             "_maximum": numpy.maximum,
         }
-    exec(compile(source, "<symmem.evaluate>", "exec"), namespace)  # source built by generate
+    exec(compiled(source, "<symmem.evaluate>"), namespace)  # source built by generate
     function: Callable[..., Any] = namespace["_f"]
     return function
 

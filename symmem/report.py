@@ -249,6 +249,15 @@ class Estimate:
         """The peak as a formula in the sizes, for this config's switches and size case."""
         return self.report.step_at(self.config).peak
 
+    def formula_text(self, key: str) -> str:
+        """``str(self.formula(key))``; the peaks' texts were printed when the report was built
+        (a long ``Max`` is slow to print)."""
+        if key == "peak":
+            return self.report.step_at(self.config).peak_text
+        if key == "max_memory_allocated":
+            return self.report.step_at(self.config).allocated_text
+        return str(self.formula(key))
+
     def formula(self, key: str) -> sympy.Expr:
         """The formula of the total ``key``: for a maximum over the step (``peak``,
         ``max_memory_allocated``), the one for this config's switches and size case (the joined
@@ -422,6 +431,7 @@ def _peaks(
             ("step",): step.peak,
             ("allocated",): step.allocated_peak,
         }
+        _ = (step.peak_text, step.allocated_text)  # printed now, stored with the report
         runs.append(((int(s.amp), int(s.dropout), int(s.bias)), s, values))
     predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
     phases = {

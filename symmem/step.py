@@ -38,6 +38,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import sympy
 
@@ -92,15 +93,30 @@ class StepRun:
     phases: tuple[StepPhase, ...]
     allocated: tuple[StepPhase, ...] = ()
 
-    @property
+    @cached_property
     def peak(self) -> sympy.Expr:
-        """The step's peak: the largest candidate of any phase."""
+        """The step's peak: the largest candidate of any phase (computed once, and stored with
+        the report)."""
         return _step_peak(self.phases)
 
-    @property
+    @cached_property
+    def peak_text(self) -> str:
+        """:attr:`peak` as text (printing a long ``Max`` is slow: done once, stored)."""
+        return _text(self.peak)
+
+    @cached_property
+    def allocated_text(self) -> str:
+        """:attr:`allocated_peak` as text."""
+        return _text(self.allocated_peak)
+
+    @cached_property
     def allocated_peak(self) -> sympy.Expr:
         """The allocator's peak (``max_memory_allocated``); the tensors' peak without one."""
         return _step_peak(self.allocated or self.phases)
+
+
+def _text(expr: sympy.Expr) -> str:
+    return str(expr)
 
 
 def _step_peak(phases: Sequence[StepPhase]) -> sympy.Expr:

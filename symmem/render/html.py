@@ -47,7 +47,7 @@ def estimate_html(estimate: Estimate) -> str:
                 f"total: {key}",
                 "",
                 "",
-                str(estimate.formula(key)),
+                estimate.formula_text(key),
             ),
             value,
         )

@@ -52,7 +52,7 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
             for term, nbytes in estimate.terms()
         ],
         "totals": dict(estimate.totals),
-        "formulas": {key: str(estimate.formula(key)) for key in report.totals},
+        "formulas": {key: estimate.formula_text(key) for key in report.totals},
         "step": {
             "peak": estimate.totals["peak"],
             "phase": estimate.peak_at[0],
