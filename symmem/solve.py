@@ -17,7 +17,7 @@ returned too, and renders in LaTeX like every other expression.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -151,17 +151,7 @@ def largest(
     quantity: str = "max_memory_allocated",
 ) -> Solution:
     """The largest multiple of ``multiple_of`` (at most ``upper``) for ``symbol`` that fits."""
-    if symbol not in SOLVABLE:
-        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(SOLVABLE)}")
-    if config.sizes()[symbol] is not None:
-        raise ConfigError(f"{symbol} is the symbol solved for: leave it out of the config")
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ConfigError(f"multiple_of must be a positive whole number, got {multiple_of!r}")
-    if upper is not None and (not isinstance(upper, int) or upper < multiple_of):
-        raise ConfigError(f"the upper bound must be a whole number >= {multiple_of}, got {upper!r}")
-    missing = [n for n in config.missing if n != symbol]
-    if missing:
-        raise ConfigError("missing sizes: " + ", ".join(missing))
+    _check_request(config, symbol, multiple_of, upper)
     budget_bytes = parse_bytes(budget)
     report.kernel_for(config)
     memory, fixed, closed = _prepared(_key(report), quantity, symbol, multiple_of, config)
@@ -212,6 +202,21 @@ def largest(
         fixed_bytes=fixed,
         config=config.with_(**{symbol: value}),
     )
+
+
+def _check_request(config: Config, symbol: str, multiple_of: int, upper: int | None) -> None:
+    """A ConfigError naming what is wrong with a request to solve for ``symbol``."""
+    if symbol not in SOLVABLE:
+        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(SOLVABLE)}")
+    if config.sizes()[symbol] is not None:
+        raise ConfigError(f"{symbol} is the symbol solved for: leave it out of the config")
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ConfigError(f"multiple_of must be a positive whole number, got {multiple_of!r}")
+    if upper is not None and (not isinstance(upper, int) or upper < multiple_of):
+        raise ConfigError(f"the upper bound must be a whole number >= {multiple_of}, got {upper!r}")
+    missing = [n for n in config.missing if n != symbol]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
 
 
 def _search(
@@ -370,16 +375,8 @@ class RankSolution:
     layout: Layout
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "value": self.value,
-            "budget_bytes": self.budget_bytes,
-            "bytes_at_value": self.bytes_at_value,
-            "previous_value": self.previous_value,
-            "bytes_at_previous": self.bytes_at_previous,
-            "quantity": self.quantity,
-            "layout": self.layout.as_dict(),
-        }
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        return plain | {"layout": self.layout.as_dict()}
 
     def __str__(self) -> str:
         text = (
@@ -461,17 +458,11 @@ def largest_per_rank(
     """:func:`largest` for one rank of a layout: the largest B, S or L whose per-rank
     ``quantity`` (a key of :data:`symmem.parallel.RANK_TOTALS`) fits. Found by exact search
     (no closed form is given)."""
-    if symbol not in SOLVABLE:
-        raise ConfigError(f"cannot solve for {symbol!r}: choose one of {', '.join(SOLVABLE)}")
+    _check_request(config, symbol, multiple_of, upper)
     if quantity not in ranks.totals:
         raise ConfigError(
             f"unknown quantity {quantity!r} per rank: use one of {', '.join(ranks.totals)}"
         )
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ConfigError(f"multiple_of must be a positive whole number, got {multiple_of!r}")
-    missing = [n for n in config.missing if n != symbol]
-    if missing:
-        raise ConfigError("missing sizes: " + ", ".join(missing))
     budget_bytes = parse_bytes(budget)
     k = multiple_of
 

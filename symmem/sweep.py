@@ -43,23 +43,9 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     """
     import numpy as np
 
-    unknown = set(axes) - set(SIZE_NAMES) - set(SWITCH_NAMES)
-    if unknown:
-        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
-    missing = [n for n in SIZE_NAMES if n not in axes]
-    if missing:
-        raise ConfigError("missing sizes: " + ", ".join(missing))
-    arrays = {name: _as_array(axes.get(name, False), name) for name in (*SIZE_NAMES, *SWITCH_NAMES)}
-    if grid:
-        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
-        for position, name in enumerate(varying):
-            shape = [1] * len(varying)
-            shape[position] = arrays[name].size
-            arrays[name] = arrays[name].reshape(shape)
-    try:
-        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
-    except ValueError as error:
-        raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
+    _check_axes(axes)
+    names = (*SIZE_NAMES, *SWITCH_NAMES)
+    arrays = _broadcast({n: _as_array(axes.get(n, False), n) for n in names}, axes, grid)
     _check(report, arrays)
     maxima: dict[sympy.Symbol, int] = {
         s: int(arrays[n].max()) for s, n in zip(SIZES, SIZE_NAMES, strict=True)
@@ -78,6 +64,34 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
         for key, value in zip(compiled.keys, results, strict=True):
             out[key][start : start + _CHUNK] = value
     return {key: value.reshape(out_shape) for key, value in out.items()}
+
+
+def _check_axes(axes: dict[str, Any]) -> None:
+    unknown = set(axes) - set(SIZE_NAMES) - set(SWITCH_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
+    missing = [n for n in SIZE_NAMES if n not in axes]
+    if missing:
+        raise ConfigError("missing sizes: " + ", ".join(missing))
+
+
+def _broadcast(
+    arrays: dict[str, np.ndarray], axes: dict[str, Any], grid: bool
+) -> dict[str, np.ndarray]:
+    """The axes broadcast against each other; with ``grid``, each 1-D axis given with more
+    than one value becomes its own dimension, in the order given."""
+    import numpy as np
+
+    if grid:
+        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
+        for position, name in enumerate(varying):
+            dims = [1] * len(varying)
+            dims[position] = arrays[name].size
+            arrays[name] = arrays[name].reshape(dims)
+    try:
+        return dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
+    except ValueError as error:
+        raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
 
 
 def _as_array(value: Any, name: str) -> np.ndarray:
@@ -133,28 +147,13 @@ def sweep_ranks(ranks: RankReport, *, grid: bool = False, **axes: Any) -> dict[s
     import numpy as np
 
     counts: list[str] = [name for name in ("dp", "tp", "pp") if name in axes]
-    plain = {k: v for k, v in axes.items() if k not in counts}
-    unknown = set(plain) - set(SIZE_NAMES) - set(SWITCH_NAMES)
-    if unknown:
-        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
-    missing = [n for n in SIZE_NAMES if n not in plain]
-    if missing:
-        raise ConfigError("missing sizes: " + ", ".join(missing))
+    _check_axes({k: v for k, v in axes.items() if k not in counts})
     names = [*SIZE_NAMES, *SWITCH_NAMES, *counts]
     arrays = {name: _as_array(axes.get(name, False), name) for name in names}
     for count in counts:
         if (arrays[count] <= 0).any():
             raise ConfigError(f"{count} must be positive")
-    if grid:
-        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
-        for position, name in enumerate(varying):
-            dims = [1] * len(varying)
-            dims[position] = arrays[name].size
-            arrays[name] = arrays[name].reshape(dims)
-    try:
-        arrays = dict(zip(arrays, np.broadcast_arrays(*arrays.values()), strict=True))
-    except ValueError as error:
-        raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
+    arrays = _broadcast(arrays, axes, grid)
     shape = arrays["B"].shape
     flat = {name: array.ravel() for name, array in arrays.items()}
     out = {key: np.empty(flat["B"].size, dtype=object) for key in ranks.totals}
