@@ -85,7 +85,7 @@ def generate(
 ) -> str:
     """The Python source of :func:`compile_many`'s function (it can be stored and loaded)."""
     exprs = [sympy.sympify(e) for e in exprs]
-    names = {symbol: f"a{i}" for i, symbol in enumerate(args)}
+    names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
     # Common subexpressions are shared between the polynomial outputs; a Max (a peak: many
     # candidates, each used once) is written out as it is, which is much faster to generate.
@@ -100,6 +100,17 @@ def generate(
         lines.append(f"t{i} = {_code(value, names, vector)}")
         names[symbol] = f"t{i}"
     bodies = dict(zip(base, reduced, strict=True))
+    # In a Max the candidates repeat the same divisions (a rounded size, a padded length):
+    # each distinct ceiling or floor is computed once, inner ones first.
+    hoisted = 0
+    for i, expr in enumerate(exprs):
+        if i in bodies or any(str(s).startswith("_out") for s in expr.free_symbols):
+            continue
+        for atom in sorted(expr.atoms(sympy.ceiling, sympy.floor), key=sympy.count_ops):
+            if atom not in names:
+                lines.append(f"q{hoisted} = {_code(atom, names, vector)}")
+                names[atom] = f"q{hoisted}"
+                hoisted += 1
     fractions = any(
         e.atoms(sympy.Rational) - e.atoms(sympy.Integer)
         for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
@@ -245,7 +256,9 @@ def _as_int(value: int | Fraction | bool) -> int:
     return int(value)
 
 
-def _code(expr: sympy.Basic, names: dict[sympy.Symbol, str], vector: bool = False) -> str:
+def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False) -> str:
+    if expr in names:  # an argument, a temporary or a hoisted division
+        return names[expr]
     if isinstance(expr, sympy.Symbol):
         if expr not in names:
             raise TypeError(f"no value for symbol {expr}")
