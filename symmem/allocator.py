@@ -47,6 +47,7 @@ __all__ = [
     "block_bytes",
     "check_allocator",
     "cublas_workspace",
+    "describe",
     "workspace_bytes",
 ]
 
@@ -87,6 +88,13 @@ def cublas_workspace(gpu: GPU | None) -> int:
 def workspace_bytes(gpu: GPU | None) -> sympy.Expr:
     """The workspaces a training step holds throughout, in bytes (BIAS decides cuBLASLt's)."""
     return MATMUL_THREADS * cublas_workspace(gpu) + CUBLASLT_WORKSPACE * BIAS
+
+
+def describe(name: str, *, caching: bool) -> dict[str, str] | None:
+    """What ``max_memory_allocated`` is under the allocator setting ``name``, for JSON; ``None``
+    on a platform without a caching allocator (``caching`` False)."""
+    check_allocator(name)
+    return {"name": name, "max_memory_allocated": ALLOCATORS[name]} if caching else None
 
 
 def check_allocator(name: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sympy
 
-from symmem.allocator import ALLOCATORS
+from symmem.allocator import ALLOCATORS, describe
 from symmem.config import SIZE_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
@@ -192,13 +192,6 @@ def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankRepo
     return None
 
 
-def _allocator(report: Report, allocator: str) -> dict[str, str] | None:
-    """What ``max_memory_allocated`` is under ``allocator`` (``None`` without a caching one)."""
-    if not report.platform.caching_allocator:
-        return None
-    return {"name": allocator, "max_memory_allocated": ALLOCATORS[allocator]}
-
-
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     layout = layout_from_args(args)
@@ -255,7 +248,7 @@ def _solve(args: argparse.Namespace) -> int:
             "budget_source": budget_source,
             "attention": report.kernel_for(solution.config),
             "kernel_reason": report.kernel_reason(solution.config),
-            "allocator": _allocator(report, args.allocator),
+            "allocator": describe(args.allocator, caching=report.platform.caching_allocator),
         }
         print(json.dumps(data, indent=2))
     else:

@@ -265,6 +265,19 @@ def per_rank(report: Report, layout: Layout) -> RankReport:
                 share *= p  # per micro-batch in flight: the embeddings' saved tensors, idx
         if share != 0:
             ranks.append(RankTerm(term, split, share))
+    return _rank_report(report, layout, ranks, block, "pytorch", report.checkpoint)
+
+
+def _rank_report(
+    report: Report,
+    layout: Layout,
+    ranks: Sequence[RankTerm],
+    block: sympy.Expr,
+    profile: str,
+    checkpoint: str,
+) -> RankReport:
+    """The rank report of ``ranks``: their totals by category (device memory), the sum of
+    those, and host tensors, each simplified."""
     device = [r for r in ranks if r.term.location == DEVICE]
     sums = {
         k: sum((r.formula for r in device if r.term.kind == k), sympy.Integer(0))
@@ -277,9 +290,7 @@ def per_rank(report: Report, layout: Layout) -> RankReport:
         "host": sum((r.formula for r in ranks if r.term.location == HOST), sympy.Integer(0)),
     }
     totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
-    return RankReport(
-        report, layout, tuple(ranks), MappingProxyType(totals), "pytorch", report.checkpoint
-    )
+    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), profile, checkpoint)
 
 
 def _activation_split(term: Term) -> str:
@@ -363,7 +374,7 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
     stage holds, and ZeRO's mixed-precision model states (:data:`symmem.paper.ZERO_PAPER`) for
     the report's parameter count split evenly over the t·p model-parallel ranks. Embeddings,
     logits and the loss are outside the papers' per-layer count and are left out."""
-    from symmem.paper import ZERO_PAPER, paper_terms, zero_terms
+    from symmem.paper import paper_terms, zero_terms
 
     t, p = sympy.sympify(layout.tp), sympy.sympify(layout.pp)
     ranks: list[RankTerm] = []
@@ -386,7 +397,7 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
     psi = report.param_count / (t * p)
     states = zero_terms(layout.zero, psi, ranks=sympy.sympify(layout.dp), accounting="paper")
     for state, nbytes in states:
-        kind = _PAPER_KINDS[min(state.sharded_from, 3)]
+        kind = _PAPER_KINDS[state.sharded_from]
         term = Term(
             state.name,
             "transformer",
@@ -399,15 +410,4 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
             ("Rajbhandari et al. 2020, Section 3.1",),
         )
         ranks.append(RankTerm(term, TP, nbytes))
-    assert len(ZERO_PAPER) == len(states)
-    sums = {
-        k: sum((r.formula for r in ranks if r.term.kind == k), sympy.Integer(0)) for k in CATEGORIES
-    }
-    raw = {
-        "block": block,
-        **sums,
-        "total": sum(sums.values(), sympy.Integer(0)),
-        "host": sympy.Integer(0),
-    }
-    totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
-    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), "paper", recompute)
+    return _rank_report(report, layout, ranks, block, "paper", recompute)

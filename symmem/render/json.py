@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from symmem.allocator import ALLOCATORS, check_allocator
+from symmem.allocator import describe
 from symmem.parallel import RankEstimate
 from symmem.report import Estimate
 
@@ -20,7 +20,6 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
     it says what ``totals.max_memory_allocated`` is, exact or a lower bound.
     """
     report = estimate.report
-    check_allocator(allocator)
     return {
         "config": estimate.config.as_dict(),
         "platform": report.platform.name,
@@ -29,11 +28,7 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
         "attention_requested": report.attention,
         "kernel_reason": report.kernel_reason(estimate.config),
         "optimizer": report.optimizer,
-        "allocator": (
-            {"name": allocator, "max_memory_allocated": ALLOCATORS[allocator]}
-            if report.platform.caching_allocator
-            else None
-        ),
+        "allocator": describe(allocator, caching=report.platform.caching_allocator),
         "param_count": estimate.param_count,
         "terms": [
             {
