@@ -101,10 +101,11 @@ def main() -> int:
     calc_all = notebook["calc_all"]
     cfg = (config.B, config.S, config.D, config.NH, config.V)
     totals = report.compiled.totals
-    values = (config.B, config.S, config.D, config.NH, config.V, config.L, True, True, False)
-    totals(*values)
+    sizes = (config.B, config.S, config.D, config.NH, config.V, config.L)
+    switches = {"amp": True, "dropout": True, "bias": False}
+    totals(*sizes, **switches)
     t_notebook = per_call(lambda: calc_all(*cfg, n_layers=4, amp=True, dropout=True, bias=False))
-    t_symmem = per_call(lambda: totals(*values))
+    t_symmem = per_call(lambda: totals(*sizes, **switches))
     figures["single_config_notebook_us"] = t_notebook * 1e6
     figures["single_config_symmem_us"] = t_symmem * 1e6
     figures["single_config_ratio"] = t_notebook / t_symmem

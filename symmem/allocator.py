@@ -26,8 +26,8 @@ PyTorch's source, not measured.
 512
 >>> block_bytes(sympy.Integer(1025))
 1536
->>> workspace_bytes(None)
-1048576*BIAS + 67108864
+>>> workspace_bytes(None, cublaslt=True)
+68157440
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import sympy
 
 from symmem.errors import ConfigError
 from symmem.gpus import GPU
-from symmem.symbols import BIAS
 
 __all__ = [
     "ALLOCATORS",
@@ -85,9 +84,10 @@ def cublas_workspace(gpu: GPU | None) -> int:
     return 4096 * 8 * 1024 if major >= 9 else 4096 * 1024 * 2 + 16 * 1024 * 8
 
 
-def workspace_bytes(gpu: GPU | None) -> sympy.Expr:
-    """The workspaces a training step holds throughout, in bytes (BIAS decides cuBLASLt's)."""
-    return MATMUL_THREADS * cublas_workspace(gpu) + CUBLASLT_WORKSPACE * BIAS
+def workspace_bytes(gpu: GPU | None, *, cublaslt: bool) -> int:
+    """The workspaces a training step holds throughout, in bytes; ``cublaslt`` when the step
+    runs a matmul with a bias (``addmm``), which takes cuBLASLt's as well."""
+    return MATMUL_THREADS * cublas_workspace(gpu) + CUBLASLT_WORKSPACE * int(cublaslt)
 
 
 def describe(name: str, *, caching: bool) -> dict[str, str] | None:

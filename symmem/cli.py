@@ -15,9 +15,10 @@ from typing import Any
 import sympy
 
 from symmem.allocator import ALLOCATORS, describe
-from symmem.config import SIZE_NAMES, Config
+from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
+from symmem.model import MODELS, get_model
 from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
 from symmem.render.json import estimate_dict, rank_dict
@@ -39,6 +40,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "Without any size flag the reference notebook's calc_all config is used (B=24 S=1024 "
         "D=384 NH=4 V=8192 L=4, AMP and dropout on); sizes not given take its values.",
     )
+    group.add_argument(
+        "--arch",
+        choices=tuple(MODELS),
+        default="nanogpt",
+        help="the architecture (default: nanogpt)",
+    )
     helps = {
         "B": "batch size",
         "S": "sequence length",
@@ -46,6 +53,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "NH": "attention heads",
         "V": "vocabulary size",
         "L": "transformer blocks",
+        "NKV": "key/value heads (grouped-query attention; architectures that have it)",
+        "F": "the MLP's hidden width (architectures that have it)",
     }
     for name in SIZE_NAMES:
         group.add_argument(f"--{name}", type=int, metavar="N", help=helps[name])
@@ -53,6 +62,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         ("amp", "autocast mixed precision (bfloat16)"),
         ("dropout", "dropout probability above zero"),
         ("bias", "biases in Linear and LayerNorm"),
+        ("tied", "input and output embeddings share one weight (nanogpt: always)"),
     ):
         group.add_argument(
             f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=text
@@ -123,22 +133,23 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Config:
-    """The config the flags describe (notebook values for what they leave out but ``solved``)."""
-    notebook = Config.notebook()
+    """The config the flags describe: for nanogpt, the notebook's values for what they leave
+    out (but ``solved``); the switches off once any size is given."""
+    model = get_model(args.arch)
+    base = Config.notebook() if model.name == "nanogpt" else Config(model=model.name)
     sizes = {name: getattr(args, name) for name in SIZE_NAMES}
     if solved is not None and sizes[solved] is not None:
         raise ConfigError(f"--{solved} is the symbol solved for: leave it out")
     any_size = any(v is not None for v in sizes.values())
     values: dict[str, Any] = {
-        name: notebook.sizes()[name] if value is None and name != solved else value
+        name: getattr(base, name) if value is None and name != solved else value
         for name, value in sizes.items()
     }
-    for name in ("amp", "dropout", "bias"):
+    for name in SWITCH_NAMES:
         flag = getattr(args, name)
-        values[name] = (
-            flag if flag is not None else (False if any_size else getattr(notebook, name))
-        )
-    return Config(**values)
+        default = getattr(Config(), name) if any_size else getattr(base, name)
+        values[name] = flag if flag is not None else default
+    return Config(model=model.name, **values)
 
 
 def layout_from_args(args: argparse.Namespace, solved: str | None = None) -> Layout:
@@ -178,7 +189,12 @@ def _report(args: argparse.Namespace) -> Report:
     # The papers' profile applies --checkpoint to its own tables (see _ranks).
     checkpoint = args.checkpoint if args.profile == "pytorch" else "none"
     return build_report(
-        _platform(args), args.attention, args.optimizer, args.gpu, checkpoint=checkpoint
+        _platform(args),
+        args.attention,
+        args.optimizer,
+        args.gpu,
+        checkpoint=checkpoint,
+        model=args.arch,
     )
 
 
@@ -479,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tex.add_argument(
         "--collect",
-        choices=("B", "S", "D", "NH", "V", "L"),
+        choices=SIZE_NAMES,
         default=None,
         help="--what total or block: collect the total in powers of this size",
     )

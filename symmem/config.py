@@ -1,42 +1,57 @@
-"""A training configuration: the sizes and the switches.
+"""A training configuration: the architecture, its sizes and its switches.
 
 A :class:`Config` may leave sizes out (``None``); they then stay symbolic, which is what the
-solvers and the LaTeX renderers need. Evaluating bytes needs every size.
+solvers and the LaTeX renderers need. Evaluating bytes needs every size the architecture has.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy
 
 from symmem.errors import ConfigError
-from symmem.symbols import AMP, BIAS, DROPOUT, SYMBOLS
+from symmem.symbols import FIELDS, SIZES, SWITCHES
+
+if TYPE_CHECKING:
+    from symmem.model.spec import Model
 
 __all__ = ["SIZE_NAMES", "SWITCH_NAMES", "Config"]
 
-SIZE_NAMES = ("B", "S", "D", "NH", "V", "L")
-SWITCH_NAMES = ("amp", "dropout", "bias")
+#: Every size field, whichever architecture has it.
+SIZE_NAMES = tuple(FIELDS[s] for s in SIZES)
+#: Every switch field.
+SWITCH_NAMES = tuple(FIELDS[s] for s in SWITCHES)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Sizes and switches of one nanoGPT training run.
+    """Sizes and switches of one training run of one architecture.
 
     Attributes:
         B: Batch size (sequences per step).
         S: Sequence length; nanoGPT trains on ``block_size`` tokens, so ``wpe`` has S rows.
-        D: Hidden size (``n_embd``).
-        NH: Attention heads (``n_head``); must divide D.
+        D: Hidden size (``n_embd``, ``hidden_size``).
+        NH: Attention heads; must divide D.
         V: Vocabulary size.
-        L: Transformer blocks (``n_layer``).
+        L: Transformer blocks (layers).
+        NKV: Key/value heads (grouped-query attention); must divide NH. Only for architectures
+            that have it.
+        F: The MLP's hidden width (``intermediate_size``). Only for architectures that have it.
         amp: Mixed precision (autocast to a 16-bit type) on or off.
         dropout: Dropout probability above zero (its value does not change memory).
-        bias: Biases in Linear and LayerNorm layers.
+        bias: Biases in Linear (and, in nanoGPT, LayerNorm) layers.
+        tied: Input and output embeddings share one weight (nanoGPT: always).
+        model: The architecture (a name of :data:`symmem.model.MODELS`).
 
-    >>> Config(B=2, S=8, D=12, NH=3, V=10, L=1).values()[SYMBOLS["D"]]
+    >>> from symmem.symbols import D
+    >>> Config(B=2, S=8, D=12, NH=3, V=10, L=1).values()[D]
     12
+    >>> Config(D=12, NH=3, NKV=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    symmem.errors.ConfigError: --NKV does not apply to nanogpt: nanoGPT's attention has as ...
     """
 
     B: int | None = None
@@ -45,9 +60,13 @@ class Config:
     NH: int | None = None
     V: int | None = None
     L: int | None = None
+    NKV: int | None = None
+    F: int | None = None
     amp: bool = False
     dropout: bool = False
     bias: bool = False
+    tied: bool = True
+    model: str = "nanogpt"
 
     def __post_init__(self) -> None:
         for name in SIZE_NAMES:
@@ -61,8 +80,14 @@ class Config:
         for name in SWITCH_NAMES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.D is not None and self.NH is not None and self.D % self.NH:
-            raise ConfigError(f"D={self.D} is not divisible by NH={self.NH}")
+        self.architecture.check(self)
+
+    @property
+    def architecture(self) -> Model:
+        """The :class:`~symmem.model.spec.Model` named by ``model``."""
+        from symmem.model import get_model
+
+        return get_model(self.model)
 
     @classmethod
     def notebook(cls) -> Config:
@@ -70,27 +95,32 @@ class Config:
         return cls(B=24, S=1024, D=384, NH=4, V=8192, L=4, amp=True, dropout=True, bias=False)
 
     def sizes(self) -> dict[str, int | None]:
-        """Sizes by name, ``None`` where left symbolic."""
-        return {name: getattr(self, name) for name in SIZE_NAMES}
+        """The architecture's sizes by name, ``None`` where left symbolic."""
+        return {name: getattr(self, name) for name in self.architecture.size_names}
 
     def switches(self) -> dict[sympy.Symbol, int]:
-        """The switch symbols with their 0/1 values."""
-        return {AMP: int(self.amp), DROPOUT: int(self.dropout), BIAS: int(self.bias)}
+        """The architecture's switch symbols with their 0/1 values."""
+        return {s: int(getattr(self, FIELDS[s])) for s in self.architecture.switches}
 
     def values(self) -> dict[sympy.Symbol, sympy.Integer]:
         """Every known symbol with its value, for ``expr.xreplace``."""
-        known = {SYMBOLS[n]: sympy.Integer(v) for n, v in self.sizes().items() if v is not None}
+        model = self.architecture
+        known = {
+            s: sympy.Integer(getattr(self, FIELDS[s]))
+            for s in model.sizes
+            if getattr(self, FIELDS[s]) is not None
+        }
         return known | {s: sympy.Integer(v) for s, v in self.switches().items()}
 
     def arguments(self) -> tuple[int, ...]:
-        """Sizes then switches (0/1), in the order of ``SIZES + SWITCHES``; every size needed."""
+        """The evaluators' arguments: the architecture's sizes then its switches (0/1), in the
+        order of ``Model.arguments``; every size needed."""
         self.require_complete()
-        sizes = tuple(v for v in self.sizes().values() if v is not None)
-        return (*sizes, int(self.amp), int(self.dropout), int(self.bias))
+        return tuple(int(getattr(self, FIELDS[s])) for s in self.architecture.arguments)
 
     @property
     def missing(self) -> tuple[str, ...]:
-        """Names of the sizes left symbolic."""
+        """Names of the architecture's sizes left symbolic."""
         return tuple(n for n, v in self.sizes().items() if v is None)
 
     def require_complete(self) -> None:
@@ -106,4 +136,7 @@ class Config:
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The architecture, then the fields it has."""
+        model = self.architecture
+        names = (*model.size_names, *model.switch_names)
+        return {"model": self.model} | {name: getattr(self, name) for name in names}

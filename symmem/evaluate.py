@@ -21,8 +21,8 @@ import sympy
 
 from symmem.cache import compiled
 from symmem.config import Config
+from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
-from symmem.symbols import SIZES, SWITCHES
 
 if TYPE_CHECKING:
     from symmem.report import Report
@@ -183,10 +183,9 @@ class CompiledReport:
     True
     """
 
-    ARGS = (*SIZES, *SWITCHES)
-
     def __init__(self, report: Report) -> None:
         self.report = report
+        self.model = report.model
         self.keys = (*report.totals, "param_count")
         self.exprs = (*report.totals.values(), report.param_count)
         # The same values, cheaper: the total as the sum of its categories, the parameter count
@@ -200,9 +199,10 @@ class CompiledReport:
             else expr
             for key, expr in zip(self.keys, self.exprs, strict=True)
         )
-        self._scalar = compile_many(self._fast, self.ARGS, keys=self.keys)
+        self.args = self.model.arguments
+        self._scalar = compile_many(self._fast, self.args, keys=self.keys)
         self._vector: Callable[..., tuple[Any, ...]] | None = None
-        self._by_switches: dict[tuple[bool, bool, bool], Callable[..., dict[str, int]]] = {}
+        self._by_switches: dict[tuple[bool, ...], Callable[..., dict[str, int]]] = {}
 
     def __call__(self, config: Config) -> dict[str, int]:
         """Every total at a complete config."""
@@ -212,39 +212,47 @@ class CompiledReport:
         result: dict[str, int] = self._scalar(*values)
         return result
 
-    def totals(
-        self,
-        B: int,
-        S: int,
-        D: int,
-        NH: int,
-        V: int,
-        L: int,
-        amp: bool = False,
-        dropout: bool = False,
-        bias: bool = False,
-    ) -> dict[str, int]:
-        """Every total for sizes given as integers: the fast path, checked like a Config."""
-        function = self._by_switches.get((amp, dropout, bias))
-        if function is None or min(B, S, D, NH, V, L) <= 0 or D % NH:
-            Config(B=B, S=S, D=D, NH=NH, V=V, L=L, amp=amp, dropout=dropout, bias=bias)
-            self.report.platform.kernel(self.report.attention, amp=amp, dropout=dropout)
-            function = self._specialise(amp, dropout, bias)
-        return function(B, S, D, NH, V, L)
+    def totals(self, *sizes: int, **switches: bool) -> dict[str, int]:
+        """Every total for the model's sizes given as integers, in its order (``B, S, D, NH, V,
+        L`` for nanoGPT), and its switches by name (off unless given): the fast path, checked
+        like a Config.
 
-    def _specialise(self, amp: bool, dropout: bool, bias: bool) -> Callable[..., dict[str, int]]:
+        >>> from symmem import build_report
+        >>> build_report("cpu").compiled.totals(2, 40, 64, 4, 101, 1)["activations"]
+        372160
+        """
+        model = self.model
+        key = tuple(switches.get(name, False) for name in model.switch_names)
+        function = self._by_switches.get(key)
+        if function is None or not model.valid(sizes):
+            self._check(sizes, switches)
+            function = self._specialise(key)
+        return function(*sizes)
+
+    def _check(self, sizes: tuple[int, ...], switches: dict[str, bool]) -> None:
+        """Raise the error a Config would raise for these values, or the kernel's."""
+        names = self.model.size_names
+        if len(sizes) != len(names):
+            raise ConfigError(
+                f"{self.model.name} takes {len(names)} sizes ({', '.join(names)}), "
+                f"got {len(sizes)}"
+            )
+        given: dict[str, Any] = dict(zip(names, sizes, strict=True)) | switches
+        config = Config(model=self.model.name, **given)
+        self.report.kernel_for(config)
+
+    def _specialise(self, key: tuple[bool, ...]) -> Callable[..., dict[str, int]]:
         """The totals with the switches set: fewer operations per call."""
-        key = (amp, dropout, bias)
         if key not in self._by_switches:
-            values = dict(zip(SWITCHES, (int(amp), int(dropout), int(bias)), strict=True))
+            values = dict(zip(self.model.switches, map(int, key), strict=True))
             exprs = [e.xreplace(values) for e in self._fast]
-            self._by_switches[key] = compile_many(exprs, SIZES, keys=self.keys)
+            self._by_switches[key] = compile_many(exprs, self.model.sizes, keys=self.keys)
         return self._by_switches[key]
 
     def vector(self) -> Callable[..., tuple[Any, ...]]:
         """The NumPy version of the same function (compiled on first use)."""
         if self._vector is None:
-            self._vector = compile_many(self._fast, self.ARGS, vector=True)
+            self._vector = compile_many(self._fast, self.args, vector=True)
         return self._vector
 
 

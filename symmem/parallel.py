@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -51,54 +52,13 @@ from symmem.config import Config
 from symmem.dtypes import DEVICE, HOST
 from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
-from symmem.model.nanogpt import batch, forward
+from symmem.model.spec import SEQ, TP, WHOLE, ParallelRules
 from symmem.ops.graph import Scenario, Trace, UndecidedPredicateError
 from symmem.report import Report, Term
 from symmem.simplify import paper_form
-from symmem.symbols import BIAS, L, N, P, T
+from symmem.symbols import L, N, P, T
 
 __all__ = ["RANK_TOTALS", "Layout", "RankEstimate", "RankReport", "RankTerm", "per_rank"]
-
-#: How a tensor splits under tensor parallelism: among the t ranks (``tp``), along the sequence
-#: with sequence parallelism only (``seq``), or never (``whole``).
-TP, SEQ, WHOLE = "tp", "seq", "whole"
-
-#: Saved tensors and labelled terms, by module and name patterns: the first row that matches
-#: says how the term splits. Patterns are ``fnmatch`` patterns.
-ACTIVATION_RULES: tuple[tuple[str, str, str], ...] = (
-    ("*", "CheckpointFrame-fwd_*", WHOLE),  # a checkpoint's RNG states: one per region
-    ("transformer.h.*.attn", "*", TP),  # the attention core: heads are split
-    ("transformer.h.*.attn.c_attn", "*-mat2", TP),  # the weight's autocast copy
-    ("transformer.h.*.attn.c_attn", "*", SEQ),  # its input (ln_1's output)
-    ("transformer.h.*.attn.c_proj", "*", TP),
-    ("transformer.h.*.mlp.c_fc", "*-mat2", TP),
-    ("transformer.h.*.mlp.c_fc", "*", SEQ),
-    ("transformer.h.*.mlp.gelu", "*", TP),
-    ("transformer.h.*.mlp.c_proj", "*", TP),
-    ("transformer.h.*", "*", SEQ),  # LayerNorms, dropout masks after c_proj
-    ("transformer.drop", "*", SEQ),
-    ("transformer.ln_f", "*", SEQ),
-    ("transformer.wpe", "*", WHOLE),  # arange(S)
-    ("lm_head", "*-self", SEQ),  # ln_f's output
-    ("lm_head", "*", TP),  # the weight's copy, the logits
-    ("GPT.forward", "*-total_weight", WHOLE),
-    ("GPT.forward", "idx", WHOLE),
-    ("GPT.forward", "targets", WHOLE),
-    ("GPT.forward", "*", TP),  # the loss's B·S·V tensors
-)
-
-#: Parameters, by name pattern: split among the t ranks or whole on each.
-PARAMETER_RULES: tuple[tuple[str, str], ...] = (
-    ("*.c_attn.*", TP),
-    ("*.c_fc.*", TP),
-    ("*.c_proj.weight", TP),
-    ("transformer.wte.weight", TP),
-    ("*", WHOLE),
-)
-
-#: Modules that live on the last pipeline stage, not the first (the token ids stay on the first).
-LAST_STAGE = ("transformer.ln_f", "lm_head", "GPT.forward")
-FIRST_STAGE_INPUTS = ("idx",)
 
 #: Totals of a rank: one block's activations per micro-batch, the categories (device memory),
 #: their sum, and host tensors.
@@ -240,6 +200,7 @@ class RankEstimate:
 
 def per_rank(report: Report, layout: Layout) -> RankReport:
     """Every term of ``report`` as its share on the first pipeline stage's rank of ``layout``."""
+    rules = _rules(report)
     t = sympy.sympify(layout.tp)
     p = sympy.sympify(layout.pp)
     n = sympy.sympify(layout.dp)
@@ -248,15 +209,15 @@ def per_rank(report: Report, layout: Layout) -> RankReport:
     ranks: list[RankTerm] = []
     block = sympy.Integer(0)
     for term in report.terms:
-        last = any(term.module.startswith(m) for m in LAST_STAGE)
-        if staged and last and term.name not in FIRST_STAGE_INPUTS:
+        last = any(term.module.startswith(m) for m in rules.last_stage)
+        if staged and last and term.name not in rules.first_stage_inputs:
             continue
         if term.kind in _STATE_KINDS:
-            split, share = _state_share(params, term, t, p)
+            split, share = _state_share(report, rules, params, term, t, p)
             if layout.zero >= _STATE_KINDS[term.kind]:
                 share = sympy.ceiling(share / n)  # a flat buffer padded to a multiple of N
         else:
-            split = _activation_split(term)
+            split = _activation_split(rules, term)
             share = term.layer_formula / _divisor(split, t, layout.sp)
             if term.per_layer:
                 block += share if term.location == DEVICE else 0
@@ -293,8 +254,17 @@ def _rank_report(
     return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), profile, checkpoint)
 
 
-def _activation_split(term: Term) -> str:
-    for module, name, split in ACTIVATION_RULES:
+def _rules(report: Report) -> ParallelRules:
+    rules = report.model.parallel
+    if rules is None:
+        raise ConfigError(
+            f"no tensor-parallel or pipeline rules are written for {report.model.name}"
+        )
+    return rules
+
+
+def _activation_split(rules: ParallelRules, term: Term) -> str:
+    for module, name, split in rules.activations:
         if fnmatch.fnmatchcase(term.module, module) and fnmatch.fnmatchcase(term.name, name):
             return split
     raise AssertionError(f"no tensor-parallel rule for {term.name} ({term.module})")
@@ -307,46 +277,64 @@ def _divisor(split: str, t: sympy.Expr, sp: bool) -> sympy.Expr:
 
 
 def _state_share(
-    params: Sequence[tuple[str, sympy.Expr]], term: Term, t: sympy.Expr, p: sympy.Expr
+    report: Report,
+    rules: ParallelRules,
+    params: Sequence[tuple[str, sympy.Expr, sympy.Expr]],
+    term: Term,
+    t: sympy.Expr,
+    p: sympy.Expr,
 ) -> tuple[str, sympy.Expr]:
     """A parameter-state term's bytes on the first stage's tensor-parallel rank, and how it
     splits (``mixed`` where some of its tensors split and some do not)."""
-    in_block = term.module != "transformer"
+    model = report.model
     mine = [
-        (name, numel)
-        for name, numel in params
-        if name.startswith("transformer.h.") == in_block
-        and not (p != 1 and any(name.startswith(m) for m in LAST_STAGE))
+        (name, numel, present)
+        for name, numel, present in params
+        if model.in_block(name) == term.per_layer
+        and not (p != 1 and any(name.startswith(m) for m in rules.last_stage))
     ]
-    layers = L / p if in_block else sympy.Integer(1)
+    layers = L / p if term.per_layer else sympy.Integer(1)
     if term.name == "AdamW-step":  # one 0-dim fp32 tensor per parameter tensor, never split
-        count = sum((BIAS if name.endswith(".bias") else 1 for name, _ in mine), sympy.Integer(0))
+        count = sum((present for _, _, present in mine), sympy.Integer(0))
         return WHOLE, layers * 4 * count
-    split = sum((n for name, n in mine if _parameter_split(name) == TP), sympy.Integer(0))
-    whole = sum((n for name, n in mine if _parameter_split(name) == WHOLE), sympy.Integer(0))
+    split = sum(
+        (n * k for name, n, k in mine if _parameter_split(rules, name) == TP), sympy.Integer(0)
+    )
+    whole = sum(
+        (n * k for name, n, k in mine if _parameter_split(rules, name) == WHOLE),
+        sympy.Integer(0),
+    )
     kind = TP if whole == 0 else WHOLE if split == 0 else "mixed"
     return kind, layers * 4 * (split / t + whole)
 
 
-def _parameter_split(name: str) -> str:
-    for pattern, split in PARAMETER_RULES:
+def _parameter_split(rules: ParallelRules, name: str) -> str:
+    for pattern, split in rules.parameters:
         if fnmatch.fnmatchcase(name, pattern):
             return split
     raise AssertionError(f"no rule for parameter {name}")
 
 
-def _parameters(report: Report) -> list[tuple[str, sympy.Expr]]:
-    """The model's parameters (name, elements; a block's under ``transformer.h.*``) from a trace
-    of its forward with biases, each bias's count carrying the BIAS switch."""
-    platform = report.platform
+def _parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
+    """The model's parameters: each one's name (a block's under the block pattern), elements,
+    and when it exists, as a product of switch factors (a bias only with BIAS = 1, an untied
+    output embedding only with TIED = 0), from a trace of the forward under every switch
+    combination."""
+    model, platform = report.model, report.platform
     kernel = next(iter(platform.kernels.values()))
-    trace = Trace(platform, kernel, Scenario(amp=False, dropout=False, bias=True))
-    with contextlib.suppress(UndecidedPredicateError):  # parameters are known by then
-        forward(trace, *batch(trace))
-    return [
-        (name, param.numel * (BIAS if name.endswith(".bias") else 1))
-        for name, param in trace.params.items()
-    ]
+    found: dict[str, tuple[sympy.Expr, sympy.Expr]] = {}
+    for values in itertools.product((True, False), repeat=len(model.switches)):
+        scenario = Scenario(tuple(zip(model.switches, values, strict=True)))
+        trace = Trace(model, platform, kernel, scenario)
+        with contextlib.suppress(UndecidedPredicateError):  # parameters are known by then
+            model.forward(trace, *model.batch(trace))
+        indicator = sympy.Mul(
+            *(s if v else 1 - s for s, v in zip(model.switches, values, strict=True))
+        )
+        for name, param in trace.params.items():
+            numel, present = found.get(name, (param.numel, sympy.Integer(0)))
+            found[name] = (numel, present + indicator)
+    return [(name, numel, sympy.factor(present)) for name, (numel, present) in found.items()]
 
 
 def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
@@ -376,6 +364,11 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
     logits and the loss are outside the papers' per-layer count and are left out."""
     from symmem.paper import paper_terms, zero_terms
 
+    if report.model.name != "nanogpt":
+        raise ConfigError(
+            "the papers' profile counts the GPT layer of Korthikanti et al. (nanogpt); "
+            f"{report.model.name} has another layer: use --profile pytorch"
+        )
     t, p = sympy.sympify(layout.tp), sympy.sympify(layout.pp)
     ranks: list[RankTerm] = []
     block = sympy.Integer(0)
@@ -400,7 +393,7 @@ def paper_profile(report: Report, layout: Layout, recompute: str = "none") -> Ra
         kind = _PAPER_KINDS[state.sharded_from]
         term = Term(
             state.name,
-            "transformer",
+            report.model.rest,
             kind,
             False,
             state.bytes_per_param * report.param_count,

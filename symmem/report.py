@@ -1,11 +1,12 @@
-"""From traces to terms: every memory term of nanoGPT training as one SymPy expression.
+"""From traces to terms: every memory term of training one architecture as a SymPy expression.
 
-:func:`build_report` traces the model once per scenario (each combination of the switches the
-kernel can run with, and each outcome of the size predicates the ops ask about), turns each trace
-into raw terms (one per storage, named after the node that saves it first), and joins the raw terms
-of all scenarios into :class:`Term` objects whose formulas keep AMP, DROPOUT and BIAS symbolic:
-a term present in some scenarios only gets the switch factors that select them, and a term that
-depends on a size predicate becomes a ``Piecewise``.
+:func:`build_report` traces the model (a :class:`~symmem.model.spec.Model`, nanoGPT by default)
+once per scenario (each combination of its switches the kernel can run with, and each outcome of
+the size predicates the ops ask about), turns each trace into raw terms (one per storage, named
+after the node that saves it first), and joins the raw terms of all scenarios into :class:`Term`
+objects whose formulas keep the switches (AMP, DROPOUT, BIAS, TIED: those the model has)
+symbolic: a term present in some scenarios only gets the switch factors that select them, and a
+term that depends on a size predicate becomes a ``Piecewise``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from symmem.config import Config
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
-from symmem.model.nanogpt import BLOCK, batch, forward
+from symmem.model import Model, get_model
 from symmem.ops.checkpoint import CHECKPOINTS
 from symmem.ops.graph import (
     DEVICE,
     HOST,
-    ROOT,
     Save,
     Scenario,
     Storage,
@@ -40,12 +40,9 @@ from symmem.ops.graph import (
 from symmem.platforms import AttentionKernel, Platform, get_platform
 from symmem.simplify import paper_form, tidy_term
 from symmem.step import PHASES, StepPhase, StepRun, simulate, walk
-from symmem.symbols import AMP, BIAS, DROPOUT, SIZES, SWITCHES, L
+from symmem.symbols import L
 
 __all__ = ["CATEGORIES", "TOTALS", "Estimate", "Report", "Term", "build_report"]
-
-
-_SWITCHES = (AMP, DROPOUT, BIAS)
 
 
 @dataclass(frozen=True)
@@ -55,8 +52,9 @@ class Term:
     Attributes:
         name: ``Node-field`` of the first node that saves it (fields of that node sharing the
             storage joined by ``/``), or its own name (``idx``, ``logits``, ``parameters``...).
-        module: Qualified name of the module that made it; ``transformer.h.*`` stands for every
-            block, ``GPT.forward`` for the model's own forward (the loss).
+        module: Qualified name of the module that made it; the model's block pattern
+            (``transformer.h.*`` in nanoGPT) stands for every block, its root name
+            (``GPT.forward``) for the model's own forward (the loss).
         kind: Its category, one of :data:`CATEGORIES`.
         per_layer: Whether it is one block's term (the model has L of them).
         layer_formula: Bytes of one instance (one block's, for a per-layer term).
@@ -93,9 +91,10 @@ class Term:
 
 @dataclass(frozen=True)
 class Report:
-    """Every term of one platform and attention choice, with switches symbolic.
+    """Every term of one architecture, platform and attention choice, with switches symbolic.
 
     Attributes:
+        model: The architecture.
         platform: The platform's rules (with the GPU preset, ``platform.gpu``, if one is given).
         attention: The attention choice (a kernel name or ``default``).
         optimizer: The AdamW implementation (``fused``, ``foreach`` or ``forloop``).
@@ -110,10 +109,11 @@ class Report:
             largest of them is ``totals["peak"]``.
         steps: The training step simulated under each scenario, with every candidate peak.
         evaluator: Python source of one function that evaluates every term formula, every total
-            and the parameter count at integer values of the nine symbols (see
+            and the parameter count at integer values of the model's sizes and switches (see
             :mod:`symmem.evaluate`); generated with the report and stored with it.
     """
 
+    model: Model
     platform: Platform
     attention: str
     optimizer: str
@@ -143,6 +143,7 @@ class Report:
 
     def kernel_for(self, config: Config) -> str:
         """The attention kernel that runs for ``config`` (raises KernelError if none can)."""
+        self.check_model(config)
         for symbol, value in self.fixed.items():
             if config.switches()[symbol] != value:
                 break
@@ -153,6 +154,14 @@ class Report:
         # Let the platform say why, in its own words.
         self.platform.kernel(self.attention, amp=config.amp, dropout=config.dropout)
         raise KernelError(f"attention {self.attention!r} cannot run with this config")
+
+    def check_model(self, config: Config) -> None:
+        """Raise ConfigError unless ``config`` is a config of this report's architecture."""
+        if config.model != self.model.name:
+            raise ConfigError(
+                f"the config is for {config.model}, this report for {self.model.name}: build "
+                f"the report with model={config.model!r}"
+            )
 
     def kernel_reason(self, config: Config) -> str:
         """Why :meth:`kernel_for` gives the kernel it gives for ``config``, in one line.
@@ -170,6 +179,7 @@ class Report:
 
     def at(self, config: Config) -> Estimate:
         """Exact bytes of every term and total for a complete config."""
+        self.check_model(config)
         config.require_complete()
         kernel = self.kernel_for(config)
         values = config.arguments()
@@ -181,11 +191,11 @@ class Report:
 
     def step_at(self, config: Config) -> StepRun:
         """The simulated step whose scenario ``config`` falls in."""
-        switches = (config.amp, config.dropout, config.bias)
+        switches = tuple(config.switches().values())
         values = config.values()
         for run in self.steps:
             scenario = run.scenario
-            if (scenario.amp, scenario.dropout, scenario.bias) != switches:
+            if scenario.combo != switches:
                 continue
             if all(bool(p.xreplace(values)) == v for p, v in scenario.decisions):
                 return run
@@ -298,15 +308,16 @@ def _totals(terms: Sequence[Term]) -> dict[str, sympy.Expr]:
     return {k: paper_form(v) for k, v in raw.items()}
 
 
-@cache
 def build_report(
     platform: str = "cuda",
     attention: str = "default",
     optimizer: str = "default",
     gpu: str | None = None,
     checkpoint: str = "none",
+    model: str | Model = "nanogpt",
 ) -> Report:
-    """The report of ``platform`` with ``attention`` (a kernel name or ``default``) and
+    """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
+    ``attention`` (a kernel name or ``default``) and
     ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there), on the GPU
     preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
@@ -319,6 +330,13 @@ def build_report(
     ...
     symmem.errors.ConfigError: checkpoint must be one of none, full, selective, not 'some'
     """
+    return _build_report(platform, attention, optimizer, gpu, checkpoint, get_model(model))
+
+
+@cache
+def _build_report(
+    platform: str, attention: str, optimizer: str, gpu: str | None, checkpoint: str, model: Model
+) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     plat = get_platform(platform, gpu)
@@ -326,11 +344,12 @@ def build_report(
     where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
     mode = "" if checkpoint == "none" else f"-{checkpoint}"
     parts = cached(
-        f"report-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(plat, attention, adamw, checkpoint),
+        f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
+        model,
         plat,
         attention,
         adamw,
@@ -359,53 +378,61 @@ _Parts = tuple[
 
 
 def _build_parts(
-    plat: Platform, attention: str, optimizer: str, checkpoint: str = "none"
+    model: Model, plat: Platform, attention: str, optimizer: str, checkpoint: str = "none"
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
-    parameter count (fp32 parameter bytes / 4) and the evaluator's source."""
+    parameter count (parameter bytes / their item size) and the evaluator's source."""
     platform = plat.name
-    runs: list[tuple[tuple[int, int, int], Scenario, list[_Raw]]] = []
+    switches = model.switches
+    runs: list[tuple[tuple[int, ...], Scenario, list[_Raw]]] = []
     steps: list[StepRun] = []
     kernels: dict[tuple[bool, bool], str] = {}
     refusals: list[str] = []
-    for amp, dropout, bias in itertools.product((True, False), repeat=3):
+    for values in itertools.product((True, False), repeat=len(switches)):
+        start = Scenario(tuple(zip(switches, values, strict=True)))
+        amp, dropout = start.amp, start.dropout
         try:
             kernel = plat.kernel(attention, amp=amp, dropout=dropout)
         except KernelError as error:
             refusals.append(str(error))
             continue
         kernels[(amp, dropout)] = kernel.name
-        start = Scenario(amp, dropout, bias)
-        for scenario, trace in _explore(plat, kernel, start, checkpoint):
-            raws = _raw_terms(trace, plat.optimizers[optimizer])
-            runs.append(((int(amp), int(dropout), int(bias)), scenario, raws))
-        steps += _explore_step(plat, kernel, start, optimizer, checkpoint)
+        for scenario, trace in _explore(model, plat, kernel, start, checkpoint):
+            raws = _raw_terms(model, trace, plat.optimizers[optimizer])
+            runs.append((start.combo, scenario, raws))
+        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint)
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
-    free = [i for i in range(3) if len({c[i] for c in combos}) == 2]
+    n = len(switches)
+    free = [i for i in range(n) if len({c[i] for c in combos}) == 2]
     if len(combos) != 2 ** len(free):
         raise AssertionError(f"{platform}/{attention}: the switches it accepts are not a subcube")
-    fixed = {_SWITCHES[i]: next(iter(combos))[i] for i in range(3) if i not in free}
-    terms = tuple(_combine(runs, free))
+    fixed = {switches[i]: next(iter(combos))[i] for i in range(n) if i not in free}
+    terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
-    phases, peaks = _peaks(steps, free)
+    phases, peaks = _peaks(steps, switches, free)
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
-    param_count = paper_form(totals["params"] / 4)
+    param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
     exprs = [*(t.formula for t in terms), *totals.values(), *phases.values(), param_count]
-    evaluator = generate(exprs, (*SIZES, *SWITCHES))
+    evaluator = generate(exprs, model.arguments)
     return terms, kernels, fixed, totals, param_count, phases, tuple(steps), evaluator
 
 
 def _explore_step(
-    platform: Platform, kernel: AttentionKernel, start: Scenario, optimizer: str, checkpoint: str
+    model: Model,
+    platform: Platform,
+    kernel: AttentionKernel,
+    start: Scenario,
+    optimizer: str,
+    checkpoint: str,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
     while pending:
         scenario = pending.pop()
-        trace = Trace(platform, kernel, scenario, events=[], checkpoint=checkpoint)
+        trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
             phases = simulate(trace, optimizer, step_location)
@@ -414,13 +441,13 @@ def _explore_step(
             continue
         allocated: tuple[StepPhase, ...] = ()
         if platform.caching_allocator:
-            workspaces = workspace_bytes(platform.gpu).subs(BIAS, int(scenario.bias))
+            workspaces = sympy.Integer(workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul))
             allocated = walk(trace, optimizer, step_location, block_bytes, workspaces)
         yield StepRun(scenario, phases, allocated)
 
 
 def _peaks(
-    steps: Sequence[StepRun], free: Sequence[int]
+    steps: Sequence[StepRun], switches: Sequence[sympy.Symbol], free: Sequence[int]
 ) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
     """Each phase's peak, and the step's as live tensors (``peak``) and as the allocator counts
     it (``max_memory_allocated``), with the switches symbolic again."""
@@ -432,28 +459,27 @@ def _peaks(
             ("allocated",): step.allocated_peak,
         }
         _ = (step.peak_text, step.allocated_text)  # printed now, stored with the report
-        runs.append(((int(s.amp), int(s.dropout), int(s.bias)), s, values))
+        runs.append((s.combo, s, values))
     predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
-    phases = {
-        name: _formula(("phase", name), runs, free, predicates, tidy=False) for name in PHASES
-    }
-    totals = {
-        "peak": _formula(("step",), runs, free, predicates, tidy=False),
-        "max_memory_allocated": _formula(("allocated",), runs, free, predicates, tidy=False),
-    }
+
+    def joined(key: tuple[str, ...]) -> sympy.Expr:
+        return _formula(key, runs, switches, free, predicates, tidy=False)
+
+    phases = {name: joined(("phase", name)) for name in PHASES}
+    totals = {"peak": joined(("step",)), "max_memory_allocated": joined(("allocated",))}
     return phases, totals
 
 
 def _explore(
-    platform: Platform, kernel: AttentionKernel, start: Scenario, checkpoint: str
+    model: Model, platform: Platform, kernel: AttentionKernel, start: Scenario, checkpoint: str
 ) -> Iterator[tuple[Scenario, Trace]]:
     """Trace ``forward`` under ``start`` and under both outcomes of every predicate it asks."""
     pending = [start]
     while pending:
         scenario = pending.pop()
-        trace = Trace(platform, kernel, scenario, checkpoint=checkpoint)
+        trace = Trace(model, platform, kernel, scenario, checkpoint=checkpoint)
         try:
-            forward(trace, *batch(trace))
+            model.forward(trace, *model.batch(trace))
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -478,7 +504,7 @@ class _Raw:
         return (self.name, self.module, self.kind)
 
 
-def _raw_terms(trace: Trace, step_location: str) -> list[_Raw]:
+def _raw_terms(model: Model, trace: Trace, step_location: str) -> list[_Raw]:
     """One raw term per storage saved (fp32 parameters excluded) or labelled, then the state."""
     saves: dict[int, list[Save]] = {}
     storages: dict[int, Storage] = {}
@@ -491,11 +517,11 @@ def _raw_terms(trace: Trace, step_location: str) -> list[_Raw]:
     for storage in trace.labelled:
         saves.setdefault(id(storage), [])
         storages[id(storage)] = storage
-    raws = [_storage_term(storages[key], group) for key, group in saves.items()]
-    return raws + _state_terms(trace, step_location)
+    raws = [_storage_term(model, storages[key], group) for key, group in saves.items()]
+    return raws + _state_terms(model, trace, step_location)
 
 
-def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
+def _storage_term(model: Model, storage: Storage, saves: Sequence[Save]) -> _Raw:
     saved_by = tuple(dict.fromkeys(f"{s.node_name}-{s.field} ({s.module})" for s in saves))
     shape = saves[0].tensor.shape if saves else storage.shape
     if storage.label is not None and storage.kind is not None:
@@ -504,7 +530,7 @@ def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
         first = saves[0]
         fields = sorted({s.field for s in saves if s.order == first.order})
         name, module = f"{first.node_name}-{'/'.join(fields)}", first.module
-        kind = "loss" if module == ROOT else "activations"
+        kind = "loss" if module == model.root else "activations"
     return _Raw(
         name,
         module,
@@ -517,11 +543,14 @@ def _storage_term(storage: Storage, saves: Sequence[Save]) -> _Raw:
     )
 
 
-def _state_terms(trace: Trace, step_location: str) -> list[_Raw]:
-    """Parameters, gradients and AdamW state, split into the per-block part and the rest."""
+def _state_terms(model: Model, trace: Trace, step_location: str) -> list[_Raw]:
+    """Parameters, gradients and AdamW state (fp32, as the parameters are), split into the
+    per-block part and the rest."""
     raws = []
-    for module in (BLOCK, "transformer"):
-        params = [p for p in trace.params.values() if _in_block(p.name) == (module == BLOCK)]
+    dtype = model.param_dtype
+    for module in (model.block, model.rest):
+        inside = module == model.block
+        params = [p for p in trace.params.values() if model.in_block(p.name) == inside]
         numel = sum((p.numel for p in params), sympy.Integer(0))
         count = f"{len(params)} tensors"
         for name, kind in (
@@ -530,7 +559,9 @@ def _state_terms(trace: Trace, step_location: str) -> list[_Raw]:
             ("AdamW-exp_avg", "optimizer"),
             ("AdamW-exp_avg_sq", "optimizer"),
         ):
-            raws.append(_Raw(name, module, kind, DEVICE, "float32", count, (), 4 * numel))
+            raws.append(
+                _Raw(name, module, kind, DEVICE, dtype.name, count, (), dtype.itemsize * numel)
+            )
         raws.append(
             _Raw(
                 "AdamW-step",
@@ -546,16 +577,12 @@ def _state_terms(trace: Trace, step_location: str) -> list[_Raw]:
     return raws
 
 
-def _in_block(module: str) -> bool:
-    return module == BLOCK or module.startswith(BLOCK + ".")
-
-
 def _shape(shape: Sequence[sympy.Expr]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _combine(
-    runs: Sequence[tuple[tuple[int, int, int], Scenario, list[_Raw]]], free: Sequence[int]
+    runs: Sequence[tuple[tuple[int, ...], Scenario, list[_Raw]]], model: Model, free: Sequence[int]
 ) -> list[Term]:
     """Join the raw terms of every run into terms whose formulas keep the switches symbolic."""
     order: list[tuple[str, str, str]] = []
@@ -577,13 +604,13 @@ def _combine(
     terms = []
     for key in order:
         raw = first[key]
-        formula = _formula(key, sized, free, predicates)
+        formula = _formula(key, sized, model.switches, free, predicates)
         terms.append(
             Term(
                 name=raw.name,
                 module=raw.module,
                 kind=raw.kind,
-                per_layer=_in_block(raw.module),
+                per_layer=model.in_block(raw.module),
                 layer_formula=formula,
                 location=raw.location,
                 dtype=_dtype_text(dtypes[key]),
@@ -596,7 +623,8 @@ def _combine(
 
 def _formula(
     key: tuple[str, ...],
-    runs: Sequence[tuple[tuple[int, int, int], Scenario, Mapping[Any, sympy.Expr]]],
+    runs: Sequence[tuple[tuple[int, ...], Scenario, Mapping[Any, sympy.Expr]]],
+    switches: Sequence[sympy.Symbol],
     free: Sequence[int],
     predicates: Sequence[sympy.Basic],
     tidy: bool = True,
@@ -612,7 +640,7 @@ def _formula(
             ):
                 continue
             nbytes = sizes.get(key, sympy.Integer(0))
-            indicator = sympy.Mul(*(_SWITCHES[i] if combo[i] else 1 - _SWITCHES[i] for i in free))
+            indicator = sympy.Mul(*(switches[i] if combo[i] else 1 - switches[i] for i in free))
             total += indicator * nbytes
         branches[outcome] = tidy_term(total) if tidy else total
     distinct = list(dict.fromkeys(branches.values()))

@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None, str]
+_Key = tuple[str, str, str, str | None, str, str]
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,8 @@ def _key(report: Report) -> _Key:
     """What identifies a report in :func:`build_report`'s cache."""
     gpu = report.platform.gpu
     name = gpu.name if gpu else None
-    return (report.platform.name, report.attention, report.optimizer, name, report.checkpoint)
+    platform, model = report.platform.name, report.model.name
+    return (platform, report.attention, report.optimizer, name, report.checkpoint, model)
 
 
 @lru_cache(maxsize=256)

@@ -1,12 +1,14 @@
-"""Live memory through one training step of nanoGPT, phase by phase, and its peak.
+"""Live memory through one training step, phase by phase, and its peak.
 
-:func:`simulate` runs nanoGPT's training loop once on symbolic tensors, in its steady state (the
-optimizer state exists; the loop still holds the previous step's logits and loss):
+:func:`simulate` runs nanoGPT's training loop once on the symbolic model (the trace's
+:class:`~symmem.model.spec.Model`), in its steady state (the optimizer state exists; the loop
+still holds the previous step's logits and loss):
 
 ``forward``
     ``logits, loss = model(X, Y)`` and ``loss = loss / gradient_accumulation_steps``, under
     autocast when AMP is on. Python frees the symbolic tensors when PyTorch frees the real
-    ones (:mod:`symmem.model.nanogpt` keeps nanoGPT's variables), and the trace logs when.
+    ones (a model's ``forward`` keeps its variables, as :mod:`symmem.model.nanogpt` keeps
+    nanoGPT's), and the trace logs when.
 ``next_batch``
     ``X, Y = get_batch('train')``.
 ``backward``
@@ -39,12 +41,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import sympy
 
 from symmem import ops
 from symmem.dtypes import DEVICE, FLOAT32
-from symmem.model.nanogpt import BLOCK, batch, forward
 from symmem.ops.engine import backward
 from symmem.ops.graph import Node, Scenario, Trace
 from symmem.symbols import B, L, S, V
@@ -136,21 +138,22 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
     """
     assert trace.events is not None
+    model = trace.model
     loop: dict[str, ops.Tensor] = {}
-    loop["X"], loop["Y"] = batch(trace)
+    loop["X"], loop["Y"] = model.batch(trace)
     half = trace.platform.half if trace.amp else FLOAT32
     loop["logits"] = trace.new((B, S, V), half)  # the previous step's
     loop["loss"] = trace.new((), FLOAT32)
 
     trace.mark("forward")
-    loop["logits"], loop["loss"] = forward(trace, loop["X"], loop["Y"])
+    loop["logits"], loop["loss"] = model.forward(trace, loop["X"], loop["Y"])
     loop["loss"] = ops.divide(trace, loop["loss"])
     trace.mark("every block")  # autocast's cache holds copies from every block
     trace.end_forward()
     trace.mark("/every block")
 
     trace.mark("next_batch")
-    loop["X"], loop["Y"] = batch(trace)
+    loop["X"], loop["Y"] = model.batch(trace)
     trace.end_forward()
 
     trace.mark("backward")
@@ -158,7 +161,7 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
     in_block = [False]
 
     def on_node(node: Node, when: str) -> None:
-        inside = node.module.startswith(BLOCK)
+        inside = model.in_block(node.module)
         if when == "start" and inside != in_block[0]:
             trace.mark("block" if inside else "/block")
             in_block[0] = inside
@@ -258,7 +261,7 @@ def walk(
         phases.append(StepPhase(name, start, end, prune([(start, "start"), *found])))
     after = starts[-1]
     params = _param_numels(trace)
-    count = sum((n_layers for _, n_layers, _ in params), sympy.Integer(0))
+    count = sum((p.layers for p in params), sympy.Integer(0))
     # A 0-dim norm per parameter tensor, their stack and the total norm.
     norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
     phases.append(StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),)))
@@ -276,23 +279,33 @@ def _state_bytes(
     """Parameters and AdamW state on the device: three fp32 tensors per parameter (itself,
     ``exp_avg``, ``exp_avg_sq``) and a 0-dim fp32 ``step``."""
     total = sympy.Integer(0)
-    for numel, layers, _ in _param_numels(trace):
+    for p in _param_numels(trace):
         step = size(sympy.Integer(4)) if step_location == DEVICE else 0
-        total += layers * (3 * size(4 * numel) + step)
+        total += p.layers * (3 * size(4 * p.numel) + step)
     return total
 
 
-def _param_numels(trace: Trace) -> list[tuple[sympy.Expr, sympy.Expr, str]]:
-    """Each parameter's element count, how many the model has (L for a block's), its name."""
+class _Numel(NamedTuple):
+    """A parameter as the optimizer sees it."""
+
+    numel: sympy.Expr  #: its elements
+    layers: sympy.Expr  #: how many the model has: L for a block's, else 1
+    name: str
+    ndim: int
+
+
+def _param_numels(trace: Trace) -> list[_Numel]:
+    """Each parameter's element count, how many the model has, its name and dimensions."""
+    model = trace.model
     return [
-        (p.numel, L if p.name.startswith(BLOCK) else sympy.Integer(1), p.name)
+        _Numel(p.numel, L if model.in_block(p.name) else sympy.Integer(1), p.name, len(p.shape))
         for p in trace.params.values()
     ]
 
 
 def _step_temporaries(
     optimizer: str,
-    params: Sequence[tuple[sympy.Expr, sympy.Expr, str]],
+    params: Sequence[_Numel],
     size: Callable[[sympy.Expr], sympy.Expr],
 ) -> list[tuple[sympy.Expr, str]]:
     """Bytes of AdamW's temporaries (fp32, one per parameter tensor) at each candidate peak of
@@ -301,29 +314,21 @@ def _step_temporaries(
     nanoGPT's two parameter groups: tensors of 2 or more dims (decayed), then the rest, each in
     ``named_parameters`` order.
     """
-    groups = [
-        [p for p in params if _is_matrix(p[2])],
-        [p for p in params if not _is_matrix(p[2])],
-    ]
+    groups = [[p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]]
     found: list[tuple[sympy.Expr, str]] = []
     for group in groups:
         if optimizer == "foreach":  # _foreach_sqrt of the whole group
-            roots = sum((size(4 * n) * k for n, k, _ in group), sympy.Integer(0))
+            roots = sum((size(4 * p.numel) * p.layers for p in group), sympy.Integer(0))
             found.append((roots, "_foreach_sqrt"))
         elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
-            before = [sympy.Integer(0), *(size(4 * n) for n, _, _ in group)]
-            for previous, (numel, _, name) in zip(before, group, strict=False):
-                found.append((previous + 2 * size(4 * numel), f"div ({name})"))
-            blocks = [p for p in group if p[1] != 1]
+            before = [sympy.Integer(0), *(size(4 * p.numel) for p in group)]
+            for previous, p in zip(before, group, strict=False):
+                found.append((previous + 2 * size(4 * p.numel), f"div ({p.name})"))
+            blocks = [p for p in group if p.layers != 1]
             if len(blocks) > 1:  # the last block's last tensor, then the next block's first
-                crossing = size(4 * blocks[-1][0]) + 2 * size(4 * blocks[0][0])
+                crossing = size(4 * blocks[-1].numel) + 2 * size(4 * blocks[0].numel)
                 found.append((sympy.Piecewise((crossing, L >= 2), (0, True)), "div"))
     return found
-
-
-def _is_matrix(name: str) -> bool:
-    """Whether a parameter has 2 or more dims: nanoGPT's weights, except the LayerNorms'."""
-    return name.endswith(".weight") and ".ln_" not in name
 
 
 def dominated(small: sympy.Expr, large: sympy.Expr) -> bool:

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
+from symmem.config import Config
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import upper_bound
-from symmem.symbols import SIZES, SWITCHES
+from symmem.symbols import FIELDS
 
 if TYPE_CHECKING:
     import numpy as np
     import sympy
 
+    from symmem.model import Model
     from symmem.parallel import RankReport
     from symmem.report import Report
 
@@ -35,27 +36,31 @@ _CHUNK = 32768
 def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
     """Every total of ``report`` over arrays of sizes and switches.
 
-    Each of B, S, D, NH, V, L (required) and amp, dropout, bias (default off) may be a number,
-    a sequence, a ``range`` or an array. By default they broadcast against each other like NumPy
+    Each size of the report's model (B, S, D, NH, V, L for nanoGPT; required) and each of its
+    switches (amp, dropout, bias; default off) may be a number, a sequence, a ``range`` or an
+    array. By default they broadcast against each other like NumPy
     arrays; with ``grid=True`` every 1-D axis becomes its own dimension (a Cartesian product, in
     the order given). The result maps each total (and ``param_count``) to an array of bytes:
     ``int64`` when no value can overflow it, otherwise exact Python integers (``object``).
     """
     import numpy as np
 
-    _check_axes(axes)
-    names = (*SIZE_NAMES, *SWITCH_NAMES)
-    arrays = _broadcast({n: _as_array(axes.get(n, False), n) for n in names}, axes, grid)
+    model = report.model
+    _check_axes(model, axes)
+    names = (*model.size_names, *model.switch_names)
+    defaults = dict.fromkeys(model.switch_names, False)
+    arrays = {n: _as_array(model, axes.get(n, defaults.get(n)), n) for n in names}
+    arrays = _broadcast(arrays, axes, grid)
     _check(report, arrays)
     maxima: dict[sympy.Symbol, int] = {
-        s: int(arrays[n].max()) for s, n in zip(SIZES, SIZE_NAMES, strict=True)
+        s: int(arrays[n].max()) for s, n in zip(model.sizes, model.size_names, strict=True)
     }
-    maxima |= dict.fromkeys(SWITCHES, 1)
+    maxima |= dict.fromkeys(model.switches, 1)
     compiled = report.compiled
     exact = any(upper_bound(e, maxima) > _INT64_MAX for e in compiled.exprs)
     dtype = object if exact else np.int64
     out_shape = arrays["B"].shape
-    args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in (*SIZE_NAMES, *SWITCH_NAMES)]
+    args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
     out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
     function = compiled.vector()
     # Chunks small enough to stay in cache make each NumPy operation several times faster.
@@ -66,11 +71,14 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     return {key: value.reshape(out_shape) for key, value in out.items()}
 
 
-def _check_axes(axes: dict[str, Any]) -> None:
-    unknown = set(axes) - set(SIZE_NAMES) - set(SWITCH_NAMES)
+def _check_axes(model: Model, axes: dict[str, Any]) -> None:
+    unknown = set(axes) - set(model.size_names) - set(model.switch_names)
     if unknown:
-        raise ConfigError(f"unknown sweep axes: {', '.join(sorted(unknown))}")
-    missing = [n for n in SIZE_NAMES if n not in axes]
+        raise ConfigError(
+            f"unknown sweep axes for {model.name}: {', '.join(sorted(unknown))} (it has "
+            f"{', '.join((*model.size_names, *model.switch_names))})"
+        )
+    missing = [n for n in model.size_names if n not in axes]
     if missing:
         raise ConfigError("missing sizes: " + ", ".join(missing))
 
@@ -94,7 +102,7 @@ def _broadcast(
         raise ConfigError(f"sweep axes do not broadcast together: {error}") from None
 
 
-def _as_array(value: Any, name: str) -> np.ndarray:
+def _as_array(model: Model, value: Any, name: str) -> np.ndarray:
     import numpy as np
 
     array = np.asarray(list(value) if isinstance(value, range) else value)
@@ -102,9 +110,9 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         array = array.astype(np.int64)
     if array.dtype.kind not in "iu" and not (array.dtype == object and _all_ints(array)):
         raise ConfigError(f"{name} must hold whole numbers, got dtype {array.dtype}")
-    if name in SWITCH_NAMES and (array & ~1).any():  # anything but 0 and 1
+    if name in model.switch_names and (array & ~1).any():  # anything but 0 and 1
         raise ConfigError(f"{name} must be 0/1 or True/False")
-    if name in SIZE_NAMES and (array <= 0).any():
+    if name not in model.switch_names and (array <= 0).any():
         raise ConfigError(f"{name} must be positive")
     return array
 
@@ -115,11 +123,15 @@ def _all_ints(array: np.ndarray) -> bool:
 
 def _check(report: Report, arrays: dict[str, np.ndarray]) -> None:
     """Every element must be a config the report's kernel can run."""
-    if ((arrays["D"] % arrays["NH"]) != 0).any():
-        raise ConfigError("D is not divisible by NH somewhere in the sweep")
+    model = report.model
+    for small, large in model.divides:
+        a, b = arrays[FIELDS[small]], arrays[FIELDS[large]]
+        if ((b % a) != 0).any():
+            raise ConfigError(f"{large} is not divisible by {small} somewhere in the sweep")
+    dropouts = arrays.get("dropout", arrays["amp"] * 0)
     for amp in (0, 1):
         for dropout in (0, 1):
-            present = ((arrays["amp"] == amp) & (arrays["dropout"] == dropout)).any()
+            present = ((arrays["amp"] == amp) & (dropouts == dropout)).any()
             if present and (bool(amp), bool(dropout)) not in report.kernels:
                 report.platform.kernel(report.attention, amp=bool(amp), dropout=bool(dropout))
                 raise KernelError(
@@ -146,10 +158,12 @@ def sweep_ranks(ranks: RankReport, *, grid: bool = False, **axes: Any) -> dict[s
     """
     import numpy as np
 
+    model = ranks.report.model
     counts: list[str] = [name for name in ("dp", "tp", "pp") if name in axes]
-    _check_axes({k: v for k, v in axes.items() if k not in counts})
-    names = [*SIZE_NAMES, *SWITCH_NAMES, *counts]
-    arrays = {name: _as_array(axes.get(name, False), name) for name in names}
+    _check_axes(model, {k: v for k, v in axes.items() if k not in counts})
+    names = [*model.size_names, *model.switch_names, *counts]
+    defaults = dict.fromkeys(model.switch_names, False)
+    arrays = {name: _as_array(model, axes.get(name, defaults.get(name)), name) for name in names}
     for count in counts:
         if (arrays[count] <= 0).any():
             raise ConfigError(f"{count} must be positive")
@@ -159,8 +173,9 @@ def sweep_ranks(ranks: RankReport, *, grid: bool = False, **axes: Any) -> dict[s
     out = {key: np.empty(flat["B"].size, dtype=object) for key in ranks.totals}
     for i in range(flat["B"].size):
         values = {name: int(flat[name][i]) for name in names}
-        sizes: dict[str, Any] = {n: values[n] for n in SIZE_NAMES}
-        config = Config(**sizes, **{n: bool(values[n]) for n in SWITCH_NAMES})
+        sizes: dict[str, Any] = {n: values[n] for n in model.size_names}
+        switches = {n: bool(values[n]) for n in model.switch_names}
+        config = Config(model=model.name, **sizes, **switches)
         totals = ranks.at(config, **{n: values[n] for n in counts}).totals
         for key, value in totals.items():
             out[key][i] = value

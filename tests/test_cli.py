@@ -61,6 +61,7 @@ def test_size_flags_turn_switches_off_unless_asked(capsys):
     status, out, _ = run(capsys, "estimate", *SMALL, "--json")
     assert status == 0
     assert json.loads(out)["config"] | {} == {
+        "model": "nanogpt",
         **dict(zip(["B", "S", "D", "NH", "V", "L"], [2, 17, 24, 3, 50, 2], strict=True)),
         "amp": False,
         "dropout": False,

@@ -33,6 +33,7 @@ def test_partial_config_stays_symbolic_and_says_what_is_missing():
 
 def test_notebook_config_is_calc_all():
     assert Config.notebook().as_dict() == {
+        "model": "nanogpt",
         "B": 24,
         "S": 1024,
         "D": 384,

@@ -50,7 +50,8 @@ def test_sweep_equals_symbolic(report, batch):
     batch = [c for c in batch if (c.amp, c.dropout) in report.kernels]
     if not batch:
         return
-    axes = {name: [c.as_dict()[name] for c in batch] for name in Config.notebook().as_dict()}
+    names = (*report.model.size_names, *report.model.switch_names)
+    axes = {name: [getattr(c, name) for c in batch] for name in names}
     out = sweep(report, **axes)
     for i, config in enumerate(batch):
         exact = report.at(config)
@@ -92,7 +93,7 @@ def test_grid_sweep_shape_and_values():
         ({"D": [10]}, ConfigError, "D is not divisible by NH"),
         ({"amp": [2]}, ConfigError, "amp must be 0/1"),
         ({"B": [1.5]}, ConfigError, "B must hold whole numbers"),
-        ({"X": 1}, ConfigError, "unknown sweep axes: X"),
+        ({"X": 1}, ConfigError, "unknown sweep axes for nanogpt: X"),
     ],
 )
 def test_sweep_bad_input(axes, error, message):

@@ -1,0 +1,38 @@
+"""The architectures symmem models, each a :class:`~symmem.model.spec.Model` value, by name.
+
+>>> get_model("nanogpt").block
+'transformer.h.*'
+>>> get_model("nanogtp")
+Traceback (most recent call last):
+...
+symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt? known: nanogpt)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from symmem.errors import ConfigError
+from symmem.model.nanogpt import NANOGPT
+from symmem.model.spec import Model, ParallelRules
+
+__all__ = ["MODELS", "Model", "ParallelRules", "get_model"]
+
+#: Every architecture, by the name ``--arch`` takes.
+MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (NANOGPT,)})
+
+
+def get_model(name: str | Model) -> Model:
+    """The architecture called ``name`` (a :class:`Model` is returned as it is), or a
+    ConfigError naming the known ones and the closest."""
+    if isinstance(name, Model):
+        return name
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        pass
+    close = difflib.get_close_matches(str(name), list(MODELS), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(f"unknown architecture {name!r} ({hint}known: {', '.join(MODELS)})")

@@ -18,19 +18,21 @@ attention core (:mod:`symmem.ops.checkpoint`).
 from __future__ import annotations
 
 from symmem import ops
+from symmem.dtypes import INT64
+from symmem.model.spec import SEQ, TP, WHOLE, Model, ParallelRules
 from symmem.ops import Tensor, Trace
-from symmem.symbols import NH, B, D, S, V
+from symmem.symbols import AMP, BIAS, DROPOUT, NH, B, D, L, S, V
 
-__all__ = ["BLOCK", "batch", "forward"]
+__all__ = ["BLOCK", "NANOGPT", "batch", "forward"]
 
 #: Module path of the traced block; terms under it are per layer.
 BLOCK = "transformer.h.*"
+#: The name of ``GPT.forward`` itself: the loss is computed there, outside every submodule.
+ROOT = "GPT.forward"
 
 
 def batch(t: Trace) -> tuple[Tensor, Tensor]:
     """``get_batch``: the token ids ``X`` and the targets ``Y``, (B, S) int64 each."""
-    from symmem.dtypes import INT64
-
     return (
         t.new((B, S), INT64, label="idx", kind="inputs"),
         t.new((B, S), INT64, label="targets", kind="inputs"),
@@ -39,8 +41,6 @@ def batch(t: Trace) -> tuple[Tensor, Tensor]:
 
 def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """``GPT.forward(idx, targets)`` in training mode: returns ``(logits, loss)``."""
-    from symmem.dtypes import INT64
-
     pos = t.new((S,), INT64)  # torch.arange(0, t, dtype=torch.long)
     with t.module("transformer.wte"):
         tok_emb = ops.embedding(t, idx, t.param("weight", V, D))
@@ -112,3 +112,69 @@ def _submodule(t: Trace, name: str, module: object, *args: object) -> Tensor:
     ``__call__``, it holds the arguments until the forward returns."""
     with t.module(name):
         return module(t, *args)  # type: ignore[operator,no-any-return]
+
+
+#: How nanoGPT splits under Megatron-style tensor parallelism (:mod:`symmem.parallel`).
+PARALLEL = ParallelRules(
+    activations=(
+        ("*", "CheckpointFrame-fwd_*", WHOLE),  # a checkpoint's RNG states: one per region
+        ("transformer.h.*.attn", "*", TP),  # the attention core: heads are split
+        ("transformer.h.*.attn.c_attn", "*-mat2", TP),  # the weight's autocast copy
+        ("transformer.h.*.attn.c_attn", "*", SEQ),  # its input (ln_1's output)
+        ("transformer.h.*.attn.c_proj", "*", TP),
+        ("transformer.h.*.mlp.c_fc", "*-mat2", TP),
+        ("transformer.h.*.mlp.c_fc", "*", SEQ),
+        ("transformer.h.*.mlp.gelu", "*", TP),
+        ("transformer.h.*.mlp.c_proj", "*", TP),
+        ("transformer.h.*", "*", SEQ),  # LayerNorms, dropout masks after c_proj
+        ("transformer.drop", "*", SEQ),
+        ("transformer.ln_f", "*", SEQ),
+        ("transformer.wpe", "*", WHOLE),  # arange(S)
+        ("lm_head", "*-self", SEQ),  # ln_f's output
+        ("lm_head", "*", TP),  # the weight's copy, the logits
+        (ROOT, "*-total_weight", WHOLE),
+        (ROOT, "idx", WHOLE),
+        (ROOT, "targets", WHOLE),
+        (ROOT, "*", TP),  # the loss's B·S·V tensors
+    ),
+    parameters=(
+        ("*.c_attn.*", TP),
+        ("*.c_fc.*", TP),
+        ("*.c_proj.weight", TP),
+        ("transformer.wte.weight", TP),
+        ("*", WHOLE),
+    ),
+    last_stage=("transformer.ln_f", "lm_head", ROOT),
+)
+
+NANOGPT = Model(
+    name="nanogpt",
+    title="nanoGPT (model.py)",
+    sizes=(B, S, D, NH, V, L),
+    switches=(AMP, DROPOUT, BIAS),
+    meanings={
+        B: "batch size (sequences per step)",
+        S: "sequence length",
+        D: "hidden size",
+        NH: "attention heads",
+        V: "vocabulary size",
+        L: "transformer blocks",
+        AMP: "1 under autocast mixed precision (16-bit compute), else 0",
+        DROPOUT: "1 when the dropout probability is above zero, else 0",
+        BIAS: "1 when Linear and LayerNorm layers have biases, else 0",
+    },
+    forward=forward,
+    batch=batch,
+    block=BLOCK,
+    root=ROOT,
+    rest="transformer",
+    divides=((NH, D),),
+    reasons={
+        "NKV": "nanoGPT's attention has as many key/value heads as query heads",
+        "F": "nanoGPT's MLP is 4·D wide",
+        "tied": "nanoGPT always ties lm_head's weight to the token embedding",
+    },
+    parallel=PARALLEL,
+    reference="symmem.validate.nanogpt",
+    loop="nanogpt",
+)

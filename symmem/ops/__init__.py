@@ -2,7 +2,7 @@
 
 from symmem.ops.attention import heads, scaled_dot_product_attention
 from symmem.ops.checkpoint import CHECKPOINTS, checkpoint
-from symmem.ops.graph import ROOT, Node, Param, Save, Scenario, Storage, Tensor, Trace
+from symmem.ops.graph import Node, Param, Save, Scenario, Storage, Tensor, Trace
 from symmem.ops.layers import (
     add,
     contiguous,
@@ -20,7 +20,6 @@ from symmem.ops.nodes import NODES
 __all__ = [
     "CHECKPOINTS",
     "NODES",
-    "ROOT",
     "Node",
     "Param",
     "Save",

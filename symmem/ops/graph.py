@@ -21,17 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from symmem.dtypes import DEVICE, FLOAT32, HOST, DType
+from symmem.dtypes import DEVICE, HOST, DType
 from symmem.ops.nodes import NODES
+from symmem.symbols import AMP, BIAS, DROPOUT, SWITCH_DEFAULTS, TIED
 
 if TYPE_CHECKING:
+    from symmem.model.spec import Model
     from symmem.ops.checkpoint import Frame, Hooks
     from symmem.platforms import AttentionKernel, Platform
 
 __all__ = [
     "DEVICE",
     "HOST",
-    "ROOT",
     "Edge",
     "Event",
     "Node",
@@ -266,16 +267,40 @@ class Scenario:
     """Concrete values under which one trace runs.
 
     Attributes:
-        amp: Autocast on.
-        dropout: Dropout probability above zero.
-        bias: Biases on.
+        switches: The value of each switch of the model, as ``(symbol, value)`` pairs.
         decisions: Truth values of size predicates asked so far, as ``(predicate, value)`` pairs.
     """
 
-    amp: bool
-    dropout: bool
-    bias: bool
+    switches: tuple[tuple[sympy.Symbol, bool], ...]
     decisions: tuple[tuple[sympy.Basic, bool], ...] = ()
+
+    def on(self, switch: sympy.Symbol) -> bool:
+        """The value of ``switch``: the scenario's, or its fixed value in a model without it."""
+        for symbol, value in self.switches:
+            if symbol == switch:
+                return value
+        return SWITCH_DEFAULTS[switch]
+
+    @property
+    def amp(self) -> bool:
+        return self.on(AMP)
+
+    @property
+    def dropout(self) -> bool:
+        return self.on(DROPOUT)
+
+    @property
+    def bias(self) -> bool:
+        return self.on(BIAS)
+
+    @property
+    def tied(self) -> bool:
+        return self.on(TIED)
+
+    @property
+    def combo(self) -> tuple[int, ...]:
+        """The switch values as 0/1, in the model's order."""
+        return tuple(int(value) for _, value in self.switches)
 
     def decided(self, predicate: sympy.Basic) -> bool | None:
         for known, value in self.decisions:
@@ -284,7 +309,7 @@ class Scenario:
         return None
 
     def deciding(self, predicate: sympy.Basic, value: bool) -> Scenario:
-        return Scenario(self.amp, self.dropout, self.bias, (*self.decisions, (predicate, value)))
+        return Scenario(self.switches, (*self.decisions, (predicate, value)))
 
 
 class UndecidedPredicateError(Exception):
@@ -300,6 +325,8 @@ class Trace:
     """Records what one forward pass saves, allocates and owns, under one scenario.
 
     Attributes:
+        model: The architecture being traced (its name for ops outside every module, the
+            dtype of its parameters).
         platform: The platform's rules (autocast dtype, how dropout saves, ...).
         kernel: The attention kernel this scenario runs.
         scenario: Switch values and size decisions.
@@ -310,8 +337,11 @@ class Trace:
             or ``selective`` (the attention core); see :mod:`symmem.ops.checkpoint`.
         hooks: The ``saved_tensors_hooks`` in force, if any: a checkpointed region's frame in
             the forward, its recomputation in backward. They decide what a pack keeps.
+        biased_matmul: Whether a matmul with a bias (``addmm``) has run, which on CUDA takes
+            cuBLASLt's workspace (:mod:`symmem.allocator`).
     """
 
+    model: Model
     platform: Platform
     kernel: AttentionKernel
     scenario: Scenario
@@ -323,6 +353,7 @@ class Trace:
     op: str = ""
     checkpoint: str = "none"
     hooks: Hooks | None = None
+    biased_matmul: bool = False
     _modules: list[str] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     _ids: Iterator[int] = field(default_factory=itertools.count)
@@ -335,7 +366,7 @@ class Trace:
 
     @property
     def module_name(self) -> str:
-        return ".".join(self._modules) if self._modules else ROOT
+        return ".".join(self._modules) if self._modules else self.model.root
 
     @contextmanager
     def module(self, name: str) -> Iterator[None]:
@@ -434,7 +465,7 @@ class Trace:
         """Declare (or look up, for a tied weight) a parameter of the module now running."""
         qualified = name if name in self.params else f"{self.module_name}.{name}"
         if qualified not in self.params:
-            tensor = self.new(shape, FLOAT32, kind="param")
+            tensor = self.new(shape, self.model.param_dtype, kind="param")
             self.params[qualified] = Param(qualified, tensor.shape, tensor)
         return self.params[qualified].tensor
 
@@ -536,7 +567,3 @@ def _cast_backward(tensor: Tensor) -> Backward:
         return (engine.new(shape, dtype, grad.order),)
 
     return backward
-
-
-#: Module name of ops that run in the model's own forward, outside any submodule.
-ROOT = "GPT.forward"

@@ -134,6 +134,7 @@ def linear(t: Trace, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
             _backward_mm(x_shape, (n_out, n_in), dtype),
         )
     else:
+        t.biased_matmul = True
         node = t.node(
             "AddmmBackward0",
             (x, w, bias),

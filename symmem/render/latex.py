@@ -36,11 +36,14 @@ from symmem.symbols import (
     DROPOUT,
     LATEX_NAMES,
     NH,
+    NKV,
     SIZES,
     SWITCHES,
     SYMBOLS,
+    TIED,
     B,
     D,
+    F,
     L,
     S,
     V,
@@ -76,9 +79,12 @@ MEANINGS: Mapping[sympy.Symbol, str] = MappingProxyType(
         NH: "attention heads",
         V: "vocabulary size",
         L: "transformer blocks",
+        NKV: "key/value heads",
+        F: "the MLP's hidden width",
         AMP: "1 under autocast mixed precision (16-bit compute), else 0",
         DROPOUT: "1 when the dropout probability is above zero, else 0",
         BIAS: "1 when Linear and LayerNorm layers have biases, else 0",
+        TIED: "1 when the input and output embeddings share one weight, else 0",
     }
 )
 
@@ -638,7 +644,8 @@ def document(
     table_text = table(
         report, config, "total", symbols=names, switches=switches, environment="longtable"
     )
-    legend = [rf"${names.names[s]}$ & {_text(MEANINGS[s])} \\" for s in (*SIZES, *SWITCHES)]
+    model = report.model
+    legend = [rf"${names.names[s]}$ & {_text(model.meanings[s])} \\" for s in model.arguments]
     where = (
         "with the switches at the values of the config"
         if switches

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from symmem.allocator import ALLOCATORS, check_allocator
-from symmem.config import SWITCH_NAMES
 from symmem.parallel import RankEstimate
 from symmem.report import TOTALS, Estimate
 from symmem.units import format_bytes
@@ -22,7 +21,7 @@ def estimate_table(estimate: Estimate, *, allocator: str = "default") -> str:
     config = estimate.config
     sizes = " ".join(f"{k}={v}" for k, v in config.sizes().items())
     switches = " ".join(
-        f"{k}={'on' if config.as_dict()[k] else 'off'}" for k in ("amp", "dropout", "bias")
+        f"{k}={'on' if getattr(config, k) else 'off'}" for k in config.architecture.switch_names
     )
     report = estimate.report
     lines = [
@@ -87,7 +86,10 @@ def rank_table(estimate: RankEstimate) -> str:
     sizes = " ".join(f"{k}={v}" for k, v in config.sizes().items())
     lines = [
         f"symmem estimate, per rank: {sizes}  "
-        + " ".join(f"{k}={'on' if config.as_dict()[k] else 'off'}" for k in SWITCH_NAMES),
+        + " ".join(
+            f"{k}={'on' if getattr(config, k) else 'off'}"
+            for k in config.architecture.switch_names
+        ),
         f"layout: ZeRO {layout.zero}, dp={layout.dp}, tp={layout.tp}"
         f"{' with sequence parallelism' if layout.sp else ''}, pp={layout.pp} (first stage; "
         "derived from each method's documented semantics, not measured)",

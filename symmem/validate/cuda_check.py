@@ -56,7 +56,8 @@ def _cases(device: str, grid: str) -> Iterator[tuple[Config, str, str]]:
     for shape, (amp, dropout, bias), (kernel, optimizer) in itertools.product(
         GRIDS[grid], itertools.product((False, True), repeat=3), choices
     ):
-        yield Config(**shape, amp=amp, dropout=dropout, bias=bias), kernel, optimizer
+        sizes: dict[str, Any] = dict(shape)
+        yield Config(**sizes, amp=amp, dropout=dropout, bias=bias), kernel, optimizer
 
 
 def run_grid(

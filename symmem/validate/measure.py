@@ -22,6 +22,7 @@ after the module the region runs (the block for ``full``, ``attn`` for ``selecti
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import weakref
 from collections.abc import Collection, Iterator, Sequence
@@ -33,9 +34,9 @@ import torch.utils.checkpoint
 from torch.overrides import TorchFunctionMode
 
 from symmem.config import Config
-from symmem.ops.graph import DEVICE, HOST, ROOT
+from symmem.model import Model
+from symmem.ops.graph import DEVICE, HOST
 from symmem.report import CATEGORIES, TOTALS
-from symmem.validate.nanogpt import GPT, GPTConfig
 
 __all__ = [
     "MeasuredTerm",
@@ -46,7 +47,6 @@ __all__ = [
     "measure",
 ]
 
-_BLOCK = re.compile(r"^transformer\.h\.(\d+)(?=\.|$)")
 
 _BACKENDS = {
     "flash": "FLASH_ATTENTION",
@@ -155,9 +155,9 @@ class _ModuleTagger(TorchFunctionMode):
     saved variables checkpoint packs.
     """
 
-    def __init__(self, model: torch.nn.Module, pack: Any = None) -> None:
+    def __init__(self, model: torch.nn.Module, root: str, pack: Any = None) -> None:
         super().__init__()
-        self.stack = [ROOT]
+        self.stack = [root]
         self.owner: dict[Any, str] = {}
         self.checkpointed: set[Any] = set()
         self.pack = pack
@@ -241,34 +241,34 @@ def _saved_tensors(node: Any) -> list[tuple[str, torch.Tensor]]:
     return saved
 
 
-def _module_pattern(module: str) -> tuple[str, int | None]:
-    match = _BLOCK.match(module)
+def _block_pattern(model: Model) -> re.Pattern[str]:
+    """Matches a module name inside one of the model's blocks, capturing the layer index."""
+    prefix = re.escape(model.block).replace(re.escape("*"), r"(\d+)")
+    return re.compile(f"^{prefix}(?=\\.|$)")
+
+
+def _module_pattern(model: Model, module: str) -> tuple[str, int | None]:
+    match = _block_pattern(model).match(module)
     if match is None:
         return module, None
-    return "transformer.h.*" + module[match.end() :], int(match.group(1))
+    return model.block + module[match.end() :], int(match.group(1))
 
 
-def build_model(config: Config, dev: torch.device, checkpoint: str = "none") -> GPT:
-    """nanoGPT for ``config`` on ``dev``, in training mode (dropout 0.1 when dropout is on), with
-    activation checkpointing ``none``, ``full`` or ``selective``."""
-    assert config.B and config.S and config.D and config.NH and config.V and config.L
-    model = GPT(
-        GPTConfig(
-            block_size=config.S,
-            vocab_size=config.V,
-            n_layer=config.L,
-            n_head=config.NH,
-            n_embd=config.D,
-            dropout=0.1 if config.dropout else 0.0,
-            bias=config.bias,
-            checkpoint=checkpoint,
-        )
-    ).to(dev)
-    model.train()
-    return model
+def reference(config: Config) -> Any:
+    """The module of :mod:`symmem.validate` that builds ``config``'s architecture in PyTorch:
+    its ``build(config, device, checkpoint)`` returns the model in training mode, its
+    ``run(model, idx, targets)`` one forward as its users call it, ``(logits, loss)``."""
+    return importlib.import_module(config.architecture.reference)
 
 
-def build_adamw(model: GPT, optimizer: str, dev: torch.device) -> torch.optim.AdamW:
+def build_model(config: Config, dev: torch.device, checkpoint: str = "none") -> Any:
+    """The PyTorch model of ``config`` on ``dev``, in training mode (dropout 0.1 where dropout
+    is on), with activation checkpointing ``none``, ``full`` or ``selective``."""
+    config.require_complete()
+    return reference(config).build(config, dev, checkpoint)
+
+
+def build_adamw(model: Any, optimizer: str, dev: torch.device) -> torch.optim.AdamW:
     """nanoGPT's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default`` (fused on CUDA, as
     nanoGPT asks; PyTorch's own choice elsewhere)."""
     if optimizer == "default" and dev.type == "cuda":
@@ -331,7 +331,8 @@ def measure(
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    tagger = _ModuleTagger(model, pack)
+    arch = config.architecture
+    tagger = _ModuleTagger(model, arch.root, pack)
     autocast = autocast_context(config, dev)
     frames: list[tuple[weakref.ReferenceType[Any], str]] = []
     with (
@@ -341,10 +342,11 @@ def measure(
         tagger,
         _recording_frames(frames, tagger, model),
     ):
-        logits, loss = model(idx, targets)
+        logits, loss = reference(config).run(model, idx, targets)
     tagger.remove()
 
     terms = _saved_terms(
+        arch,
         loss.grad_fn,
         tagger.owner,
         params,
@@ -362,7 +364,7 @@ def measure(
         loss.backward()
     adamw.step()
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
-    terms += _state_terms(model, adamw, dev)
+    terms += _state_terms(arch, model, adamw, dev)
     totals = _totals(terms, config.L)
     param_count = sum(p.numel() for p in model.parameters())
     from symmem.validate.timeline import measure_timeline
@@ -441,6 +443,7 @@ def _frame_tensors(frame: Any) -> list[tuple[str, torch.Tensor]]:
 
 
 def _saved_terms(
+    arch: Model,
     root: Any,
     owner: dict[Any, str],
     params: set[tuple[str, int]],
@@ -456,8 +459,8 @@ def _saved_terms(
     Nodes in ``checkpointed`` (made inside a checkpointed region) are skipped; each storage a
     checkpoint frame holds and no node saves is a ``CheckpointFrame-<field>`` term."""
     labels = {
-        _storage_key(idx): ("idx", "inputs", ROOT, idx),
-        _storage_key(targets): ("targets", "inputs", ROOT, targets),
+        _storage_key(idx): ("idx", "inputs", arch.root, idx),
+        _storage_key(targets): ("targets", "inputs", arch.root, targets),
         _storage_key(logits): ("logits", "logits", "lm_head", logits),
     }
     first: dict[tuple[str, int], tuple[str, str, torch.Tensor]] = {}
@@ -468,7 +471,7 @@ def _saved_terms(
         saved = _saved_tensors(node)
         if not saved:
             continue
-        module = owner.get(node, ROOT)
+        module = owner.get(node, arch.root)
         counts[(module, node.name())] = occurrence = counts.get((module, node.name()), 0) + 1
         node_name = node.name() if occurrence == 1 else f"{node.name()}#{occurrence}"
         new: dict[tuple[str, int], list[str]] = {}
@@ -493,8 +496,8 @@ def _saved_terms(
         if key in labels:
             name, kind, module, _ = labels[key]
         else:
-            kind = "loss" if module == ROOT else "activations"
-        pattern, layer = _module_pattern(module)
+            kind = "loss" if module == arch.root else "activations"
+        pattern, layer = _module_pattern(arch, module)
         sizes = by_key.setdefault((name, pattern), {})
         sizes[layer] = sizes.get(layer, 0) + tensor.untyped_storage().nbytes()
         meta.setdefault(
@@ -534,7 +537,7 @@ def _kernel_used(node_names: list[str]) -> str:
 
 
 def _state_terms(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, dev: torch.device
+    arch: Model, model: torch.nn.Module, optimizer: torch.optim.Optimizer, dev: torch.device
 ) -> list[MeasuredTerm]:
     sums: dict[tuple[str, str, str, str], int] = {}
 
@@ -544,7 +547,7 @@ def _state_terms(
         sums[key] = sums.get(key, 0) + tensor.untyped_storage().nbytes()
 
     for pname, param in model.named_parameters():  # a tied weight is listed once
-        module = "transformer.h.*" if _BLOCK.match(pname) else "transformer"
+        module = arch.block if _block_pattern(arch).match(pname) else arch.rest
         add("parameters", module, "params", param)
         if param.grad is not None:
             add("gradients", module, "grads", param.grad)

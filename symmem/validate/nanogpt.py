@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CHECKPOINTS", "GPT", "GPTConfig"]
+from symmem.config import Config
+
+__all__ = ["CHECKPOINTS", "GPT", "GPTConfig", "build", "run"]
 
 #: The activation checkpointing modes of :class:`GPTConfig`.
 CHECKPOINTS = ("none", "full", "selective")
@@ -207,3 +209,28 @@ class GPT(nn.Module):
         return torch.optim.AdamW(
             groups, lr=learning_rate, betas=(0.9, 0.95), fused=fused, foreach=foreach
         )
+
+
+def build(config: Config, device: torch.device, checkpoint: str = "none") -> GPT:
+    """nanoGPT for ``config`` on ``device``, in training mode (dropout 0.1 when dropout is on),
+    with activation checkpointing ``none``, ``full`` or ``selective``."""
+    assert config.B and config.S and config.D and config.NH and config.V and config.L
+    model = GPT(
+        GPTConfig(
+            block_size=config.S,
+            vocab_size=config.V,
+            n_layer=config.L,
+            n_head=config.NH,
+            n_embd=config.D,
+            dropout=0.1 if config.dropout else 0.0,
+            bias=config.bias,
+            checkpoint=checkpoint,
+        )
+    ).to(device)
+    model.train()
+    return model
+
+
+def run(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits, loss = model(idx, targets)``, as nanoGPT's training loop calls it."""
+    return model(idx, targets)

@@ -81,7 +81,7 @@ def run_validation(
         raise SymmemError(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
-    report = build_report(platform, attention, optimizer, checkpoint=checkpoint)
+    report = build_report(platform, attention, optimizer, checkpoint=checkpoint, model=config.model)
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
     warning = check_torch_version(platform)

@@ -40,7 +40,13 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from symmem.config import Config
-from symmem.validate.measure import autocast_context, build_adamw, build_model, kernel_context
+from symmem.validate.measure import (
+    autocast_context,
+    build_adamw,
+    build_model,
+    kernel_context,
+    reference,
+)
 
 __all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
 
@@ -172,6 +178,7 @@ def _train(
 ) -> int | None:
     """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
     model = build_model(config, dev, checkpoint)
+    forward = reference(config).run
     adamw = build_adamw(model, optimizer, dev)
     autocast = autocast_context(config, dev)
     gradient_accumulation_steps = 1
@@ -190,7 +197,7 @@ def _train(
             return record_function(mark + name) if mark else contextlib.nullcontext()
 
         with phase("forward"), autocast:
-            held["logits"], held["loss"] = model(held["X"], held["Y"])
+            held["logits"], held["loss"] = forward(model, held["X"], held["Y"])
             held["loss"] = held["loss"] / gradient_accumulation_steps
         with phase("next_batch"):
             held["X"], held["Y"] = get_batch()
