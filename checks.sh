@@ -9,7 +9,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[test,torch,plot,notebooks,docs]'
+"$VENV/bin/python" -m pip install --quiet -e '.[test,torch,hf,plot,notebooks,docs]'
 
 # pdflatex compiles the generated LaTeX (tests/test_latex.py). Where we may install it from the
 # OS packages (CI runs as root) it is installed when missing, and the tests require it.

@@ -55,6 +55,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "L": "transformer blocks",
         "NKV": "key/value heads (grouped-query attention; architectures that have it)",
         "F": "the MLP's hidden width (architectures that have it)",
+        "SMAX": "rows of a learned position table, at least S (gpt2's n_positions)",
     }
     for name in SIZE_NAMES:
         group.add_argument(f"--{name}", type=int, metavar="N", help=helps[name])

@@ -39,6 +39,8 @@ class Config:
         NKV: Key/value heads (grouped-query attention); must divide NH. Only for architectures
             that have it.
         F: The MLP's hidden width (``intermediate_size``). Only for architectures that have it.
+        SMAX: Rows of a learned position table (GPT-2's ``n_positions``), at least S. Only
+            for architectures that have one apart from S (nanoGPT's has S rows).
         amp: Mixed precision (autocast to a 16-bit type) on or off.
         dropout: Dropout probability above zero (its value does not change memory).
         bias: Biases in Linear (and, in nanoGPT, LayerNorm) layers.
@@ -62,6 +64,7 @@ class Config:
     L: int | None = None
     NKV: int | None = None
     F: int | None = None
+    SMAX: int | None = None
     amp: bool = False
     dropout: bool = False
     bias: bool = False

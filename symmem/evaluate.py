@@ -234,8 +234,7 @@ class CompiledReport:
         names = self.model.size_names
         if len(sizes) != len(names):
             raise ConfigError(
-                f"{self.model.name} takes {len(names)} sizes ({', '.join(names)}), "
-                f"got {len(sizes)}"
+                f"{self.model.name} takes {len(names)} sizes ({', '.join(names)}), got {len(sizes)}"
             )
         given: dict[str, Any] = dict(zip(names, sizes, strict=True)) | switches
         config = Config(model=self.model.name, **given)

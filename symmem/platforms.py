@@ -119,6 +119,9 @@ class Platform:
             rounds them and holds cuBLAS workspaces (:mod:`symmem.allocator`).
         gpu: The GPU preset, if one is given: it sets ``default_order`` and refuses kernels its
             architecture cannot run (see :mod:`symmem.gpus`).
+        wrapped: Where a Python number used as a tensor lives (a 0-dim "wrapped number", made
+            on the CPU whatever the other operand's device): the training device on the CPU,
+            host memory beside a GPU.
     """
 
     name: str
@@ -132,6 +135,7 @@ class Platform:
     evidence: str
     caching_allocator: bool = False
     gpu: GPU | None = None
+    wrapped: str = DEVICE
 
     @property
     def where(self) -> str:
@@ -286,6 +290,7 @@ CUDA = Platform(
     default_optimizer="fused",
     evidence=_CUDA_FACTS,
     caching_allocator=True,
+    wrapped=HOST,
 )
 
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({"cpu": CPU, "cuda": CUDA})

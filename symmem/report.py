@@ -411,6 +411,7 @@ def _build_parts(
     fixed = {switches[i]: next(iter(combos))[i] for i in range(n) if i not in free}
     terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
+    totals["saved"] = paper_form(_saved(runs, model, free))
     phases, peaks = _peaks(steps, switches, free)
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
@@ -418,6 +419,19 @@ def _build_parts(
     exprs = [*(t.formula for t in terms), *totals.values(), *phases.values(), param_count]
     evaluator = generate(exprs, model.arguments)
     return terms, kernels, fixed, totals, param_count, phases, tuple(steps), evaluator
+
+
+def _saved(
+    runs: Sequence[tuple[tuple[int, ...], Scenario, list[_Raw]]], model: Model, free: Sequence[int]
+) -> sympy.Expr:
+    """Every byte autograd saves, each storage once (parameters are not terms), joined over the
+    scenarios: a storage counts where some node saves it, L times in a block."""
+    sized = []
+    for combo, scenario, raws in runs:
+        saved = [r.nbytes * (L if model.in_block(r.module) else 1) for r in raws if r.saved_by]
+        sized.append((combo, scenario, {("saved",): sum(saved, sympy.S.Zero)}))
+    predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
+    return _formula(("saved",), sized, model.switches, free, predicates)
 
 
 def _explore_step(

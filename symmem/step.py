@@ -41,7 +41,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sympy
 
@@ -139,7 +139,7 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
     """
     assert trace.events is not None
     model = trace.model
-    loop: dict[str, ops.Tensor] = {}
+    loop: dict[str, Any] = {}
     loop["X"], loop["Y"] = model.batch(trace)
     half = trace.platform.half if trace.amp else FLOAT32
     loop["logits"] = trace.new((B, S, V), half)  # the previous step's
@@ -147,6 +147,8 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
 
     trace.mark("forward")
     loop["logits"], loop["loss"] = model.forward(trace, loop["X"], loop["Y"])
+    loop["returned"] = list(trace.returned)  # what the model's output holds, with the logits
+    trace.returned.clear()
     loop["loss"] = ops.divide(trace, loop["loss"])
     trace.mark("every block")  # autocast's cache holds copies from every block
     trace.end_forward()

@@ -24,6 +24,7 @@ __all__ = [
     "NKV",
     "PARALLEL",
     "SIZES",
+    "SMAX",
     "SWITCHES",
     "SWITCH_DEFAULTS",
     "SYMBOLS",
@@ -56,6 +57,7 @@ V = _size("V")  #: vocabulary size
 L = _size("L")  #: transformer blocks (n_layer)
 NKV = _size("NKV")  #: key/value heads (NKV = NH: multi-head attention; 1: multi-query)
 F = _size("F")  #: the MLP's hidden width (intermediate_size)
+SMAX = _size("SMAX")  #: rows of a learned position table (GPT-2's n_positions), at least S
 
 N = _size("N")  #: data-parallel ranks
 T = _size("t")  #: tensor-parallel ranks
@@ -67,7 +69,7 @@ BIAS = _switch("BIAS")  #: 1 when Linear and LayerNorm layers have biases
 TIED = _switch("TIED")  #: 1 when the input and output embeddings share one weight
 
 #: Every size symbol, in the order a model lists the ones it uses (:mod:`symmem.model`).
-SIZES: tuple[sympy.Symbol, ...] = (B, S, D, NH, V, L, NKV, F)
+SIZES: tuple[sympy.Symbol, ...] = (B, S, D, NH, V, L, NKV, F, SMAX)
 #: Every switch symbol; a model uses some of them.
 SWITCHES: tuple[sympy.Symbol, ...] = (AMP, DROPOUT, BIAS, TIED)
 #: How training is spread over GPUs (:mod:`symmem.parallel`); one GPU has N = t = p = 1.
@@ -92,6 +94,7 @@ LATEX_NAMES = MappingProxyType(
         L: "L",
         NKV: r"n_{\mathrm{kv}}",
         F: "F",
+        SMAX: r"S_{\max}",
         N: "N",
         T: "t",
         P: "p",

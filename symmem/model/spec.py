@@ -72,6 +72,8 @@ class Model:
         root: The name of the model's own forward (what runs outside every submodule: the loss).
         rest: The module name under which the parameters outside the blocks are reported.
         divides: ``(a, b)`` pairs of sizes where ``a`` must divide ``b`` (heads divide D).
+        bounds: ``(a, b)`` pairs of sizes where ``a`` may not exceed ``b`` (S and a position
+            table's rows).
         reasons: Why a switch or size it does not have cannot be set, by field name.
         parallel: Its tensor-parallel and pipeline rules, or ``None`` where none are written.
         param_dtype: The element type its parameters are kept in.
@@ -90,6 +92,7 @@ class Model:
     root: str
     rest: str
     divides: tuple[tuple[sympy.Symbol, sympy.Symbol], ...] = ()
+    bounds: tuple[tuple[sympy.Symbol, sympy.Symbol], ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
     parallel: ParallelRules | None = field(default=None, repr=False)
     param_dtype: DType = FLOAT32
@@ -140,14 +143,22 @@ class Model:
             a, b = getattr(config, FIELDS[small]), getattr(config, FIELDS[large])
             if a is not None and b is not None and b % a:
                 raise ConfigError(f"{large}={b} is not divisible by {small}={a}")
+        for small, large in self.bounds:
+            a, b = getattr(config, FIELDS[small]), getattr(config, FIELDS[large])
+            if a is not None and b is not None and a > b:
+                raise ConfigError(f"{small}={a} is larger than {large}={b}")
 
     def valid(self, sizes: Sequence[int]) -> bool:
         """Whether sizes given as integers, in :attr:`sizes` order, are all positive and divide
         where they must: the evaluators' fast check (a Config says what is wrong)."""
         if len(sizes) != len(self.sizes) or min(sizes) <= 0:
             return False
-        return all(sizes[j] % sizes[i] == 0 for i, j in self._divisions)
+        divides = all(sizes[j] % sizes[i] == 0 for i, j in self._positions[0])
+        return divides and all(sizes[i] <= sizes[j] for i, j in self._positions[1])
 
     @cached_property
-    def _divisions(self) -> tuple[tuple[int, int], ...]:
-        return tuple((self.sizes.index(a), self.sizes.index(b)) for a, b in self.divides)
+    def _positions(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        index = self.sizes.index
+        return tuple(
+            tuple((index(a), index(b)) for a, b in pairs) for pairs in (self.divides, self.bounds)
+        )

@@ -339,6 +339,8 @@ class Trace:
             the forward, its recomputation in backward. They decide what a pack keeps.
         biased_matmul: Whether a matmul with a bias (``addmm``) has run, which on CUDA takes
             cuBLASLt's workspace (:mod:`symmem.allocator`).
+        returned: Tensors the model's output holds besides the logits and the loss (a Hugging
+            Face model's key/value cache): alive as long as the caller keeps the output.
     """
 
     model: Model
@@ -354,6 +356,7 @@ class Trace:
     checkpoint: str = "none"
     hooks: Hooks | None = None
     biased_matmul: bool = False
+    returned: list[Tensor] = field(default_factory=list)
     _modules: list[str] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     _ids: Iterator[int] = field(default_factory=itertools.count)

@@ -87,8 +87,7 @@ def rank_table(estimate: RankEstimate) -> str:
     lines = [
         f"symmem estimate, per rank: {sizes}  "
         + " ".join(
-            f"{k}={'on' if getattr(config, k) else 'off'}"
-            for k in config.architecture.switch_names
+            f"{k}={'on' if getattr(config, k) else 'off'}" for k in config.architecture.switch_names
         ),
         f"layout: ZeRO {layout.zero}, dp={layout.dp}, tp={layout.tp}"
         f"{' with sequence parallelism' if layout.sp else ''}, pp={layout.pp} (first stage; "

@@ -39,6 +39,7 @@ from symmem.ops.graph import DEVICE, HOST
 from symmem.report import CATEGORIES, TOTALS
 
 __all__ = [
+    "Forward",
     "MeasuredTerm",
     "Measurement",
     "build_adamw",
@@ -69,6 +70,7 @@ class MeasuredTerm:
         per_block: Bytes of each block, for a per-layer term.
         dtype: Element type.
         shape: Shape of the first saved tensor.
+        saved: Whether an autograd node (or a checkpoint frame) keeps it for backward.
     """
 
     name: str
@@ -79,6 +81,7 @@ class MeasuredTerm:
     per_block: tuple[int, ...] = ()
     dtype: str = ""
     shape: tuple[int, ...] = ()
+    saved: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -145,6 +148,25 @@ class Measurement:
                 for t in self.terms
             ],
         }
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One forward of a reference model, as its users call it.
+
+    Attributes:
+        logits: The logits.
+        loss: The loss.
+        held: Whatever else the returned output keeps alive (a Hugging Face model's output
+            object, with its key/value cache), or ``None``.
+        labelled: Tensors the output holds that are terms of their own, as ``(tensor, name,
+            kind, module)`` (the key/value cache, per layer).
+    """
+
+    logits: torch.Tensor
+    loss: torch.Tensor
+    held: Any = None
+    labelled: tuple[tuple[torch.Tensor, str, str, str], ...] = ()
 
 
 class _ModuleTagger(TorchFunctionMode):
@@ -342,7 +364,8 @@ def measure(
         tagger,
         _recording_frames(frames, tagger, model),
     ):
-        logits, loss = reference(config).run(model, idx, targets)
+        forward = reference(config).run(model, idx, targets)
+    logits, loss = forward.logits, forward.loss
     tagger.remove()
 
     terms = _saved_terms(
@@ -356,6 +379,7 @@ def measure(
         logits,
         tagger.checkpointed,
         [(frame, module) for ref, module in frames if (frame := ref()) is not None],
+        forward.labelled,
     )
     used_kernel = _kernel_used([node.name() for node in _graph_nodes(loss.grad_fn)])
     hook_bytes = sum(packed.values())
@@ -453,6 +477,7 @@ def _saved_terms(
     logits: torch.Tensor,
     checkpointed: Collection[Any] = (),
     frames: Sequence[tuple[Any, str]] = (),
+    labelled: Sequence[tuple[torch.Tensor, str, str, str]] = (),
 ) -> list[MeasuredTerm]:
     """One term per saved storage (named after its first saver) plus idx, targets and logits.
 
@@ -463,6 +488,8 @@ def _saved_terms(
         _storage_key(targets): ("targets", "inputs", arch.root, targets),
         _storage_key(logits): ("logits", "logits", "lm_head", logits),
     }
+    for tensor, name, kind, module in labelled:
+        labels[_storage_key(tensor)] = (name, kind, module, tensor)
     first: dict[tuple[str, int], tuple[str, str, torch.Tensor]] = {}
     counts: dict[tuple[str, str], int] = {}
     for node in _graph_nodes(root):
@@ -488,10 +515,11 @@ def _saved_terms(
             key = _storage_key(tensor)
             if key not in params:
                 first.setdefault(key, (f"{_FRAME}-{field_name}", module, tensor))
+    saved = set(first)
     for key, (name, _, module, tensor) in labels.items():
         first.setdefault(key, (name, module, tensor))
     by_key: dict[tuple[str, str], dict[int | None, int]] = {}
-    meta: dict[tuple[str, str], tuple[str, str, torch.Tensor]] = {}
+    meta: dict[tuple[str, str], tuple[str, str, torch.Tensor, bool]] = {}
     for key, (name, module, tensor) in first.items():
         if key in labels:
             name, kind, module, _ = labels[key]
@@ -500,12 +528,11 @@ def _saved_terms(
         pattern, layer = _module_pattern(arch, module)
         sizes = by_key.setdefault((name, pattern), {})
         sizes[layer] = sizes.get(layer, 0) + tensor.untyped_storage().nbytes()
-        meta.setdefault(
-            (name, pattern), (kind, DEVICE if tensor.device.type == dev.type else HOST, tensor)
-        )
+        location = DEVICE if tensor.device.type == dev.type else HOST
+        meta.setdefault((name, pattern), (kind, location, tensor, key in saved))
     terms = []
     for (name, pattern), sizes in by_key.items():
-        kind, location, tensor = meta[(name, pattern)]
+        kind, location, tensor, is_saved = meta[(name, pattern)]
         per_block = tuple(sizes[k] for k in sorted(k for k in sizes if k is not None))
         terms.append(
             MeasuredTerm(
@@ -517,6 +544,7 @@ def _saved_terms(
                 per_block,
                 str(tensor.dtype).removeprefix("torch."),
                 tuple(tensor.shape),
+                is_saved,
             )
         )
     return terms
@@ -560,6 +588,8 @@ def _state_terms(
 def _totals(terms: list[MeasuredTerm], layers: int) -> dict[str, int]:
     totals = {key: 0 for key in TOTALS}
     for term in terms:
+        if term.saved:
+            totals["saved"] += term.nbytes
         if term.location == HOST:
             totals["host"] += term.nbytes
             continue

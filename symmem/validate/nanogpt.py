@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from symmem.config import Config
+
+if TYPE_CHECKING:
+    from symmem.validate.measure import Forward
 
 __all__ = ["CHECKPOINTS", "GPT", "GPTConfig", "build", "run"]
 
@@ -231,6 +235,9 @@ def build(config: Config, device: torch.device, checkpoint: str = "none") -> GPT
     return model
 
 
-def run(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def run(model: GPT, idx: torch.Tensor, targets: torch.Tensor) -> Forward:
     """``logits, loss = model(idx, targets)``, as nanoGPT's training loop calls it."""
-    return model(idx, targets)
+    from symmem.validate.measure import Forward
+
+    logits, loss = model(idx, targets)
+    return Forward(logits, loss)

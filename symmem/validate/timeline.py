@@ -197,7 +197,9 @@ def _train(
             return record_function(mark + name) if mark else contextlib.nullcontext()
 
         with phase("forward"), autocast:
-            held["logits"], held["loss"] = forward(model, held["X"], held["Y"])
+            output = forward(model, held["X"], held["Y"])
+            held["logits"], held["loss"], held["out"] = output.logits, output.loss, output.held
+            del output
             held["loss"] = held["loss"] / gradient_accumulation_steps
         with phase("next_batch"):
             held["X"], held["Y"] = get_batch()
