@@ -515,7 +515,7 @@ def _saved_terms(
             key = _storage_key(tensor)
             if key not in params:
                 first.setdefault(key, (f"{_FRAME}-{field_name}", module, tensor))
-    saved = set(first)
+    kept = set(first)  # what nodes and checkpoint frames hold for backward
     for key, (name, _, module, tensor) in labels.items():
         first.setdefault(key, (name, module, tensor))
     by_key: dict[tuple[str, str], dict[int | None, int]] = {}
@@ -529,7 +529,7 @@ def _saved_terms(
         sizes = by_key.setdefault((name, pattern), {})
         sizes[layer] = sizes.get(layer, 0) + tensor.untyped_storage().nbytes()
         location = DEVICE if tensor.device.type == dev.type else HOST
-        meta.setdefault((name, pattern), (kind, location, tensor, key in saved))
+        meta.setdefault((name, pattern), (kind, location, tensor, key in kept))
     terms = []
     for (name, pattern), sizes in by_key.items():
         kind, location, tensor, is_saved = meta[(name, pattern)]
