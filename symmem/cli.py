@@ -21,6 +21,7 @@ from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
 from symmem.model import MODELS, get_model
 from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
+from symmem.presets import PRESETS, from_hf_config, preset
 from symmem.render.json import estimate_dict, rank_dict
 from symmem.render.text import estimate_table, rank_table
 from symmem.report import Report, build_report
@@ -43,8 +44,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--arch",
         choices=tuple(MODELS),
-        default="nanogpt",
-        help="the architecture (default: nanogpt)",
+        default=None,
+        help="the architecture (default: nanogpt, or the one --model or --hf-config names)",
+    )
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="a model's published sizes: one of " + ", ".join(PRESETS) + " (B=8 S=1024 unless "
+        "given; size flags override the preset's)",
+    )
+    group.add_argument(
+        "--hf-config",
+        default=None,
+        metavar="PATH",
+        help="a config.json as transformers writes it: its model_type and sizes (read offline)",
     )
     helps = {
         "B": "batch size",
@@ -133,24 +147,50 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+#: B and S of a config from a preset or a config.json when the flags do not give them.
+PRESET_RUN = {"B": 8, "S": 1024}
+
+
 def config_from_args(args: argparse.Namespace, solved: str | None = None) -> Config:
-    """The config the flags describe: for nanogpt, the notebook's values for what they leave
-    out (but ``solved``); the switches off once any size is given."""
-    model = get_model(args.arch)
-    base = Config.notebook() if model.name == "nanogpt" else Config(model=model.name)
+    """The config the flags describe, with ``solved`` left symbolic.
+
+    With ``--model`` or ``--hf-config``: the preset's (or the file's) sizes and switches, B = 8
+    and S = 1024 unless given, and any size or switch flag overriding them. Without them:
+    for nanogpt the reference notebook's config for what the flags leave out (the switches off
+    once any size is given); for another architecture the sizes given.
+    """
     sizes = {name: getattr(args, name) for name in SIZE_NAMES}
     if solved is not None and sizes[solved] is not None:
         raise ConfigError(f"--{solved} is the symbol solved for: leave it out")
+    switches = {name: getattr(args, name) for name in SWITCH_NAMES}
+    given = {k: v for k, v in (sizes | switches).items() if v is not None}
+    if args.model is not None and args.hf_config is not None:
+        raise ConfigError("give --model or --hf-config, not both")
+    if args.model is not None or args.hf_config is not None:
+        run = {k: v for k, v in PRESET_RUN.items() if k != solved}
+        if args.model is not None:
+            config = preset(args.model).config(args.arch, **(run | given))
+        else:
+            config = from_hf_config(args.hf_config, **(run | given))
+            if args.arch is not None and args.arch != config.model:
+                raise ConfigError(
+                    f"{args.hf_config} describes a {config.model} model, not --arch {args.arch}"
+                )
+        return config.with_(**{solved: None}) if solved is not None else config
+    model = get_model(args.arch or "nanogpt")
+    if model.name != "nanogpt":
+        return Config(model=model.name, **given)
+    notebook = Config.notebook()
     any_size = any(v is not None for v in sizes.values())
     values: dict[str, Any] = {
-        name: getattr(base, name) if value is None and name != solved else value
+        name: getattr(notebook, name) if value is None and name != solved else value
         for name, value in sizes.items()
+        if name in model.size_names or value is not None
     }
     for name in SWITCH_NAMES:
-        flag = getattr(args, name)
-        default = getattr(Config(), name) if any_size else getattr(base, name)
-        values[name] = flag if flag is not None else default
-    return Config(model=model.name, **values)
+        default = getattr(Config(), name) if any_size else getattr(notebook, name)
+        values[name] = switches[name] if switches[name] is not None else default
+    return Config(**values)
 
 
 def layout_from_args(args: argparse.Namespace, solved: str | None = None) -> Layout:
@@ -186,7 +226,7 @@ def _platform(args: argparse.Namespace) -> str:
     return str(args.platform or "cuda")
 
 
-def _report(args: argparse.Namespace) -> Report:
+def _report(args: argparse.Namespace, config: Config) -> Report:
     # The papers' profile applies --checkpoint to its own tables (see _ranks).
     checkpoint = args.checkpoint if args.profile == "pytorch" else "none"
     return build_report(
@@ -195,7 +235,7 @@ def _report(args: argparse.Namespace) -> Report:
         args.optimizer,
         args.gpu,
         checkpoint=checkpoint,
-        model=args.arch,
+        model=config.model,
     )
 
 
@@ -212,7 +252,7 @@ def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankRepo
 def _estimate(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     layout = layout_from_args(args)
-    report = _report(args)
+    report = _report(args, config)
     ranks = _ranks(args, report, layout)
     if ranks is not None:
         at = ranks.at(config)
@@ -230,7 +270,7 @@ def _solve(args: argparse.Namespace) -> int:
     layout = layout_from_args(args, solved=args.solve_for)
     solved = args.solve_for if args.solve_for in SOLVABLE else None
     config = config_from_args(args, solved=solved)
-    report = _report(args)
+    report = _report(args, config)
     budget: str | int
     if args.budget is not None:
         budget, budget_source = args.budget, "--budget"
@@ -336,7 +376,7 @@ def _latex(args: argparse.Namespace) -> int:
     if args.json:
         raise ConfigError("symmem latex prints LaTeX: --json does not apply")
     config = config_from_args(args)
-    report = _report(args)
+    report = _report(args, config)
     report.kernel_for(config)
     layout = layout_from_args(args)
     ranks = _ranks(args, report, layout)
@@ -396,7 +436,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.gpu is not None:
         # The measurement runs the kernel the preset predicts, by name: whether PyTorch's own
         # dispatcher agrees on this machine is not what validate checks.
-        attention = _report(args).kernel_for(config)
+        attention = _report(args, config).kernel_for(config)
     return run_validation(
         config,
         device=args.device,
