@@ -140,15 +140,25 @@ def test_validate_refuses_a_config_too_large_to_run(capsys):
     assert "needs about" in err and "--max-bytes" in err
 
 
-def test_console_script_runs_as_a_module():
+@pytest.mark.parametrize("module", ["symmem", "symmem.cli"])
+def test_console_script_runs_as_a_module(module):
     result = subprocess.run(
-        [sys.executable, "-m", "symmem.cli", "estimate", *SMALL],
+        [sys.executable, "-m", module, "estimate", *SMALL],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "total: total" in result.stdout
+    # Bad input: one line on stderr, exit status 2, as from the script.
+    result = subprocess.run(
+        [sys.executable, "-m", module, "estimate", "--B", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "symmem: error: B must be positive, got 0\n"
 
 
 def test_solve_json(capsys):
