@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -193,19 +194,21 @@ def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankRepo
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    # The text table fits the terminal (COLUMNS, else the terminal's size, else 80 columns).
+    width = None if args.wide else shutil.get_terminal_size().columns
     config = config_from_args(args)
     layout = layout_from_args(args)
     report = _report(args)
     ranks = _ranks(args, report, layout)
     if ranks is not None:
         at = ranks.at(config)
-        print(json.dumps(rank_dict(at), indent=2) if args.json else rank_table(at))
+        print(json.dumps(rank_dict(at), indent=2) if args.json else rank_table(at, width=width))
         return 0
     estimate = report.at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate, allocator=args.allocator), indent=2))
     else:
-        print(estimate_table(estimate, allocator=args.allocator))
+        print(estimate_table(estimate, allocator=args.allocator, width=width))
     return 0
 
 
@@ -400,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     estimate = sub.add_parser("estimate", help="every memory term, its formula and its bytes")
     _add_config_flags(estimate)
+    estimate.add_argument(
+        "--wide",
+        action="store_true",
+        help="one line per term, every formula whole, however wide (default: the table fits the "
+        "terminal, long formulas wrapped)",
+    )
     estimate.set_defaults(run=_estimate)
     solve = sub.add_parser("solve", help="the largest B, S or L whose memory fits a budget")
     solve.add_argument(
