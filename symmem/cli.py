@@ -393,6 +393,7 @@ def _validate(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         timeline=args.timeline,
         checkpoint=args.checkpoint,
+        plot=args.plot,
     )
 
 
@@ -517,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeline",
         action="store_true",
         help="also run nanoGPT's training loop and print live memory phase by phase (measured)",
+    )
+    validate.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="also draw predicted against measured bytes, per term and per phase of the step, "
+        "in FILE (.png, .pdf, .svg; needs matplotlib: pip install 'symmem[plot]')",
     )
     validate.set_defaults(run=_validate)
     return parser

@@ -331,3 +331,34 @@ def test_gpu_bad_input_exits_2(capsys, argv, message):
 def test_validate_with_a_gpu_needs_the_cuda_device(capsys):
     status, _, err = run(capsys, "validate", *SMALL, "--gpu", "h200")
     assert status == 2 and "--platform cuda rules cannot be checked on --device cpu" in err
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/plot.png", "cannot write {tmp}/missing/plot.png: no folder {tmp}/missing"),
+        ("", "cannot write {tmp}: it is a folder"),
+        ("plot.txt", "cannot write a plot to {tmp}/plot.txt: name a file ending in one of .avif"),
+    ],
+)
+def test_validate_plot_bad_path_exits_2_before_measuring(
+    capsys, monkeypatch, tmp_path, where, message
+):
+    import symmem.validate.measure as measure_module
+
+    monkeypatch.setattr(measure_module, "measure", lambda *a, **k: pytest.fail("measured"))
+    target = str(tmp_path / where) if where else str(tmp_path)
+    status, out, err = run(capsys, "validate", *SMALL, "--plot", target)
+    assert (status, out) == (2, "")
+    assert err.startswith("symmem: error: " + message.format(tmp=tmp_path))
+    assert err.count("\n") == 1
+
+
+@needs_torch
+def test_validate_plot_without_matplotlib_says_how_to_install(capsys, monkeypatch, tmp_path):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backend_bases"):
+        monkeypatch.setitem(sys.modules, name, None)
+    status, out, err = run(capsys, "validate", *SMALL, "--plot", str(tmp_path / "plot.png"))
+    assert (status, out) == (2, "")
+    assert err == "symmem: error: plots need matplotlib: pip install 'symmem[plot]'\n"
