@@ -167,8 +167,11 @@ print(latex.table(report, gpt2, "block", symbols="paper", switches=gpt2))
     md("""
 ## A whole document
 
-`latex.document` (or `symmem latex --what document`) writes a standalone article: the symbols,
-every total, the block term by term and the table of every term. It compiles with `pdflatex`.
+`latex.document` (or `symmem latex`) writes a standalone article: the symbols, every total, the
+peak of a training step at the config (`latex.peak`: each piece of the maximum with its phase
+and node, and what `max_memory_allocated` adds), the block term by term and the table of every
+term. It compiles with `pdflatex` in two passes, as its first lines say;
+`symmem latex --pdf FILE` runs them.
 """),
     py("""
 document = latex.document(report, gpt2, symbols="paper")

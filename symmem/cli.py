@@ -321,6 +321,14 @@ def _latex(args: argparse.Namespace) -> int:
 
     if args.json:
         raise ConfigError("symmem latex prints LaTeX: --json does not apply")
+    if args.pdf is not None and args.what != "document":
+        raise ConfigError(f"--pdf compiles the whole document: leave out --what {args.what}")
+    if args.pdf is not None:
+        from symmem.files import writable
+        from symmem.render.pdf import pdflatex
+
+        writable(args.pdf)  # before any work: the path, then pdflatex
+        pdflatex()
     config = config_from_args(args)
     report = _report(args)
     report.kernel_for(config)
@@ -334,7 +342,7 @@ def _latex(args: argparse.Namespace) -> int:
         if args.what not in ("block", "total"):
             raise ConfigError(
                 "with --profile paper, --zero, --dp, --tp, --sp or --pp, --what block or total "
-                "gives the memory of one rank"
+                "gives the memory of one rank (the peak of a step is not derived for several GPUs)"
             )
         key = "block" if args.what == "block" else args.total or "total"
         print(latex.total(ranks, key, collect=args.collect, **options))
@@ -359,6 +367,16 @@ def _latex(args: argparse.Namespace) -> int:
         print(latex.breakdown(report, args.total or "block", by=args.by, **options))
     elif args.what == "table":
         print(latex.table(report, config, args.total or "total", by=args.by, **options))
+    elif args.what == "peak":
+        print(latex.peak(report, config, symbols=options["symbols"]), end="")
+    elif args.pdf is not None:
+        from symmem.render.pdf import compile_pdf
+
+        compiled = compile_pdf(latex.document(report, config, **options), args.pdf)
+        print(
+            f"wrote {compiled.path}: {compiled.pages} pages "
+            f"(pdflatex ran {compiled.passes} time{'s' if compiled.passes > 1 else ''})"
+        )
     else:
         print(latex.document(report, config, **options), end="")
     return 0
@@ -458,11 +476,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tex)
     tex.add_argument(
         "--what",
-        choices=("term", "block", "total", "breakdown", "table", "document"),
+        choices=("term", "block", "total", "breakdown", "table", "peak", "document"),
         default="document",
         help="term: formulas of terms (all, or --term/--module); block: one block's total; "
         "total: a total (--total); breakdown: an align* of a total's terms; table: a booktabs "
-        "table with bytes; document: a standalone document (default)",
+        "table with bytes; peak: the peak of a training step at the config, piece by piece, and "
+        "max_memory_allocated; document: a standalone document with all of these (default)",
+    )
+    tex.add_argument(
+        "--pdf",
+        default=None,
+        metavar="FILE",
+        help="compile the document with pdflatex (as many passes as it needs) and write the PDF "
+        "to FILE instead of printing the LaTeX",
     )
     tex.add_argument(
         "--symbols",
