@@ -35,8 +35,8 @@ TOUR: list[Cell] = [
 
 Every tensor PyTorch keeps while training nanoGPT is a **term**: a SymPy expression in the sizes
 `B` (batch), `S` (sequence), `D` (hidden), `NH` (heads), `V` (vocabulary), `L` (blocks), with the
-0/1 switches `AMP`, `DROPOUT` and `BIAS`. This notebook goes from terms to totals, to LaTeX, to
-exact bytes at a config.
+switches `AMP`, `DROPOUT` and `BIAS`, each zero or one. This notebook goes from terms to totals,
+to LaTeX, to exact bytes at a config.
 """),
     py("""
 from IPython.display import HTML, Latex, Math
@@ -129,8 +129,16 @@ gpt2 = Config(B=8, S=1024, D=768, NH=12, V=50257, L=12, amp=True, dropout=True, 
     md("""
 ## One block, in the papers' names
 
-Korthikanti et al. write the activations of one block as `sbh(34 + 5as/h)` for fp16 training
-with their attention; symmem's block for this kernel, switches symbolic, then at this config:
+Korthikanti et al. count the activations of one block for fp16 training with their attention
+(`symmem.paper` holds their count, term by term):
+"""),
+    py("""
+from symmem.paper import paper_activations
+
+Math(latex.formula(paper_activations(), symbols="paper"))
+"""),
+    md("""
+symmem's block for this kernel, switches symbolic, then at this config:
 """),
     py("""
 Math(latex.total(report, "block", symbols="paper"))
@@ -159,8 +167,11 @@ print(latex.table(report, gpt2, "block", symbols="paper", switches=gpt2))
     md("""
 ## A whole document
 
-`latex.document` (or `symmem latex --what document`) writes a standalone article: the symbols,
-every total, the block term by term and the table of every term. It compiles with `pdflatex`.
+`latex.document` (or `symmem latex`) writes a standalone article: the symbols, every total, the
+peak of a training step at the config (`latex.peak`: each piece of the maximum with its phase
+and node, and what `max_memory_allocated` adds), the block term by term and the table of every
+term. It compiles with `pdflatex` in two passes, as its first lines say;
+`symmem latex --pdf FILE` runs them.
 """),
     py("""
 document = latex.document(report, gpt2, symbols="paper")
@@ -173,54 +184,87 @@ SIZING: list[Cell] = [
 # Sizing: the largest batch and sequence for several GPUs
 
 `symmem.solve.largest` finds the largest B (or S, or L) whose memory fits a budget, exactly:
-memory at the answer fits, memory at the next value does not. The model is GPT-2 small trained
-with bf16 autocast and AdamW on CUDA (memory-efficient attention). The budget is the whole card;
-leave headroom for the CUDA context, the allocator and the temporaries of the backward pass.
+memory at the answer fits, memory at the next value does not. What must fit is, as for
+`symmem solve`, `max_memory_allocated`: the fullest moment of a training step as PyTorch's
+caching allocator counts it (the live tensors, each allocation rounded up to whole blocks, plus
+the cuBLAS workspaces). The model is GPT-2 small with biases, trained with bf16 autocast and
+AdamW on CUDA. Each GPU's preset gives the attention kernel PyTorch picks there and the budget:
+the memory CUDA reports less a GiB for the CUDA context, which lives outside the allocator
+(`symmem.gpus.gpu_budget`).
 """),
     py("""
 import matplotlib.pyplot as plt
 
 from symmem import Config, build_report
+from symmem.gpus import get_gpu, gpu_budget
 from symmem.plot import batch_plot, sequence_plot
 from symmem.solve import largest
+from symmem.units import format_bytes
 
-report = build_report("cuda")
 model = dict(D=768, NH=12, V=50257, L=12, amp=True, dropout=False, bias=True)
-gpus = {"RTX 4090": "24GiB", "A100 40GB": "40GiB", "H100 80GB": "80GiB", "H200": "141GB"}
+gpus = ("rtx-4090", "a100-40gb", "h100-80gb", "h200")
+reports = {name: build_report("cuda", gpu=name) for name in gpus}
+budgets = {name: gpu_budget(get_gpu(name)) for name in gpus}
 """),
     md("""
-## Largest batch at S = 1024, largest sequence (a multiple of 64) at B = 8
+## Largest batch and largest sequence on each GPU
 """),
     py("""
-print(f"{'GPU':10} {'budget':>8} {'largest B':>10} {'largest S':>10}")
-for gpu, budget in gpus.items():
+print("largest B at S=1024; largest S at B=8, a multiple of 64")
+print(f"{'GPU':10} {'budget':>10} {'kernel':>7} {'largest B':>10} {'largest S':>10}")
+for name in gpus:
+    report, budget = reports[name], budgets[name]
     b = largest(report, Config(S=1024, **model), "B", budget)
     s = largest(report, Config(B=8, **model), "S", budget, multiple_of=64)
-    print(f"{gpu:10} {budget:>8} {b.value:>10} {s.value:>10}")
+    kernel = report.kernel_for(b.config)
+    print(f"{name:10} {format_bytes(budget):>10} {kernel:>7} {b.value:>10} {s.value:>10}")
 """),
     md("""
-Memory is linear in B for this kernel, so the batch has a closed form, a floor of an expression
-in the other sizes and the budget `M`:
+The peak is the largest of several polynomials in B, one per moment of the step that can hold
+it, so it has no closed form: `closed_form` is `None`, and the answer comes from an exact
+search. On the H100, B = 85:
 """),
     py("""
-largest(report, Config(S=1024, **model), "B", "80GiB")
+h100, budget = reports["h100-80gb"], budgets["h100-80gb"]
+peak = largest(h100, Config(S=1024, **model), "B", budget)
+print(peak)
+print("closed form:", peak.closed_form)
+"""),
+    md("""
+The sum of the categories (`quantity="total"`) is linear in B for this kernel, so it has a
+closed form, a floor of an expression in the other sizes and the budget `M`. It answers another
+question: it counts the gradients and the saved activations together, which are never alive at
+once, and misses the vocabulary-sized tensors of the loss backward, which are. Here it allows
+B = 107, which would not fit:
+"""),
+    py("""
+total = largest(h100, Config(S=1024, **model), "B", budget, quantity="total")
+print(total)
+allocated = h100.at(total.config).totals["max_memory_allocated"]
+print(f"max_memory_allocated at B = {total.value}: {allocated:,} B, more than {budget:,} B")
+total
 """),
     md("""
 ## Memory against the batch size
 
-Stacked by category; the dashed line is the budget, the dot the largest batch that fits.
+On the H100 at S = 1024. The bands are the categories, stacked: their top is `total`. The solid
+line is the live tensors' peak and the dash-dotted one `max_memory_allocated`, above the bands
+from the start: at its fullest moment, in the loss backward, a step holds more than the sum of
+what autograd saves. The dashed line is the budget, and the dot the answer `largest` gives for
+`max_memory_allocated`, B = 85, the number above.
 """),
     py("""
-batch_plot(report, Config(S=1024, **model), budget="80GiB")
+batch_plot(h100, Config(S=1024, **model), budget=budget)
 plt.show()
 """),
     md("""
 ## Memory against the sequence length
 
-At B = 8 on a 24 GiB card. The parameters grow with S too (the position embedding has S rows).
+At B = 8 on the `rtx-4090`, whose budget is 22.64 GiB: the dot is S = 2944, as in the table. The
+parameters grow with S too (the position embedding has S rows).
 """),
     py("""
-sequence_plot(report, Config(B=8, **model), budget="24GiB", multiple_of=64)
+sequence_plot(reports["rtx-4090"], Config(B=8, **model), budget=budgets["rtx-4090"], multiple_of=64)
 plt.show()
 """),
 ]
@@ -229,7 +273,7 @@ VALIDATION: list[Cell] = [
     md("""
 # Validation against PyTorch
 
-symmem's CPU rules are measured: one real training step of nanoGPT in PyTorch (2.13, CPU), every
+symmem's CPU rules are measured: one real training step of nanoGPT in PyTorch (2.13.0, CPU), every
 tensor autograd saves found by its storage, plus parameters, gradients and AdamW state, compared
 term by term with the estimate. Here for small configs, so it runs in seconds on a laptop; the
 same runs in the test suite over a larger grid. Needs `pip install 'symmem[torch]'`.
@@ -248,6 +292,20 @@ config = Config(B=2, S=64, D=64, NH=4, V=128, L=2, amp=False, dropout=True, bias
 estimate = build_report("cpu").at(config)
 comparison = compare(estimate, measure(config))
 print(comparison.table())
+"""),
+    md("""
+The same comparison as a picture (`symmem.plot.validation_plot`; `symmem validate --plot FILE`
+writes it to a file). Left, each term and total at its measured and predicted bytes: on the
+diagonal where they are equal, a red cross where they differ. Right, the start, peak and end of
+each phase of the training step, predicted and measured side by side.
+"""),
+    py("""
+import matplotlib.pyplot as plt
+
+from symmem.plot import validation_plot
+
+validation_plot(comparison, title=f"cpu, attention {estimate.kernel}, torch {torch.__version__}")
+plt.show()
 """),
     md("""
 `compare` pairs terms by name and module; `assert_matches` raises with the table when anything

@@ -7,7 +7,14 @@
 """
 
 from symmem.config import Config
-from symmem.errors import BudgetError, ConfigError, KernelError, MeasurementError, SymmemError
+from symmem.errors import (
+    BudgetError,
+    ConfigError,
+    KernelError,
+    MeasurementError,
+    OutputError,
+    SymmemError,
+)
 from symmem.report import CATEGORIES, TOTALS, Estimate, Report, Term, build_report
 from symmem.symbols import AMP, BIAS, DROPOUT, NH, SYMBOLS, B, D, L, S, V
 
@@ -30,6 +37,7 @@ __all__ = [
     "KernelError",
     "L",
     "MeasurementError",
+    "OutputError",
     "Report",
     "S",
     "SymmemError",

@@ -15,12 +15,12 @@ Two things separate the allocator's count from the bytes of live tensors:
   ``Linear`` runs cuBLASLt's matmul with a bias epilogue, which adds a 1 MiB workspace
   (``CUBLASLT_WORKSPACE_SIZE``'s default, 1024 KiB).
 
-Measured on an H200 (``shared/CUDA_FACTS.md``): with ``expandable_segments:True`` the allocator's
-peak equals the peak of live storages rounded to 512 bytes, plus 64 MiB of workspaces (65 MiB
-with biases), exactly. The default allocator sometimes hands a request a cached block without
-splitting it, which counts a little more (1.3 to 7.3 MiB at the reference notebook's scale):
-for it symmem's figure is a lower bound. The workspace rule for other architectures is read from
-PyTorch's source, not measured.
+Measured on an H200 (``docs/cuda.md``, "The caching allocator"): with
+``expandable_segments:True`` the allocator's peak equals the peak of live storages rounded to
+512 bytes, plus 64 MiB of workspaces (65 MiB with biases), exactly. The default allocator
+sometimes hands a request a cached block without splitting it, which counts a little more (1.3
+to 7.3 MiB at the reference notebook's scale): for it symmem's figure is a lower bound. The
+workspace rule for other architectures is read from PyTorch's source, not measured.
 
 >>> block_bytes(sympy.Integer(4))
 512

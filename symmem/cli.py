@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -250,19 +251,21 @@ def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankRepo
 
 
 def _estimate(args: argparse.Namespace) -> int:
+    # The text table fits the terminal (COLUMNS, else the terminal's size, else 80 columns).
+    width = None if args.wide else shutil.get_terminal_size().columns
     config = config_from_args(args)
     layout = layout_from_args(args)
     report = _report(args, config)
     ranks = _ranks(args, report, layout)
     if ranks is not None:
         at = ranks.at(config)
-        print(json.dumps(rank_dict(at), indent=2) if args.json else rank_table(at))
+        print(json.dumps(rank_dict(at), indent=2) if args.json else rank_table(at, width=width))
         return 0
     estimate = report.at(config)
     if args.json:
         print(json.dumps(estimate_dict(estimate, allocator=args.allocator), indent=2))
     else:
-        print(estimate_table(estimate, allocator=args.allocator))
+        print(estimate_table(estimate, allocator=args.allocator, width=width))
     return 0
 
 
@@ -375,6 +378,14 @@ def _latex(args: argparse.Namespace) -> int:
 
     if args.json:
         raise ConfigError("symmem latex prints LaTeX: --json does not apply")
+    if args.pdf is not None and args.what != "document":
+        raise ConfigError(f"--pdf compiles the whole document: leave out --what {args.what}")
+    if args.pdf is not None:
+        from symmem.files import writable
+        from symmem.render.pdf import pdflatex
+
+        writable(args.pdf)  # before any work: the path, then pdflatex
+        pdflatex()
     config = config_from_args(args)
     report = _report(args, config)
     report.kernel_for(config)
@@ -388,7 +399,7 @@ def _latex(args: argparse.Namespace) -> int:
         if args.what not in ("block", "total"):
             raise ConfigError(
                 "with --profile paper, --zero, --dp, --tp, --sp or --pp, --what block or total "
-                "gives the memory of one rank"
+                "gives the memory of one rank (the peak of a step is not derived for several GPUs)"
             )
         key = "block" if args.what == "block" else args.total or "total"
         print(latex.total(ranks, key, collect=args.collect, **options))
@@ -413,6 +424,16 @@ def _latex(args: argparse.Namespace) -> int:
         print(latex.breakdown(report, args.total or "block", by=args.by, **options))
     elif args.what == "table":
         print(latex.table(report, config, args.total or "total", by=args.by, **options))
+    elif args.what == "peak":
+        print(latex.peak(report, config, symbols=options["symbols"]), end="")
+    elif args.pdf is not None:
+        from symmem.render.pdf import compile_pdf
+
+        compiled = compile_pdf(latex.document(report, config, **options), args.pdf)
+        print(
+            f"wrote {compiled.path}: {compiled.pages} pages "
+            f"(pdflatex ran {compiled.passes} time{'s' if compiled.passes > 1 else ''})"
+        )
     else:
         print(latex.document(report, config, **options), end="")
     return 0
@@ -447,6 +468,7 @@ def _validate(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         timeline=args.timeline,
         checkpoint=args.checkpoint,
+        plot=args.plot,
     )
 
 
@@ -457,6 +479,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     estimate = sub.add_parser("estimate", help="every memory term, its formula and its bytes")
     _add_config_flags(estimate)
+    estimate.add_argument(
+        "--wide",
+        action="store_true",
+        help="one line per term, every formula whole, however wide (default: the table fits the "
+        "terminal, long formulas wrapped)",
+    )
     estimate.set_defaults(run=_estimate)
     solve = sub.add_parser("solve", help="the largest B, S or L whose memory fits a budget")
     solve.add_argument(
@@ -505,11 +533,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tex)
     tex.add_argument(
         "--what",
-        choices=("term", "block", "total", "breakdown", "table", "document"),
+        choices=("term", "block", "total", "breakdown", "table", "peak", "document"),
         default="document",
         help="term: formulas of terms (all, or --term/--module); block: one block's total; "
         "total: a total (--total); breakdown: an align* of a total's terms; table: a booktabs "
-        "table with bytes; document: a standalone document (default)",
+        "table with bytes; peak: the peak of a training step at the config, piece by piece, and "
+        "max_memory_allocated; document: a standalone document with all of these (default)",
+    )
+    tex.add_argument(
+        "--pdf",
+        default=None,
+        metavar="FILE",
+        help="compile the document with pdflatex (as many passes as it needs) and write the PDF "
+        "to FILE instead of printing the LaTeX",
     )
     tex.add_argument(
         "--symbols",
@@ -565,6 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeline",
         action="store_true",
         help="also run nanoGPT's training loop and print live memory phase by phase (measured)",
+    )
+    validate.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="also draw predicted against measured bytes, per term and per phase of the step, "
+        "in FILE (.png, .pdf, .svg; needs matplotlib: pip install 'symmem[plot]')",
     )
     validate.set_defaults(run=_validate)
     return parser

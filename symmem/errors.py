@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "KernelError",
     "MeasurementError",
+    "OutputError",
     "SymmemError",
 ]
 
@@ -33,3 +34,8 @@ class BudgetError(SymmemError, ValueError):
 
 class MeasurementError(SymmemError, RuntimeError):
     """A measurement against PyTorch cannot be made (torch missing, config too large, ...)."""
+
+
+class OutputError(SymmemError, OSError):
+    """A file cannot be written where asked, or a tool that writes it (pdflatex) is missing or
+    fails."""

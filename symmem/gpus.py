@@ -106,7 +106,7 @@ class GPU:
         ``check_prefer_cudnn_attention``: compute capability 9.x or 10.x with a cuDNN newer than
         9.15.0 (the CUDA 13 wheels; the CUDA 12 wheels also need minor 0 or 3, which sm90 has).
         Older cuDNN builds keep the default order; symmem assumes a current wheel, as measured
-        on the H200 (shared/CUDA_FACTS.md: torch 2.11+cu130, cuDNN 9.19).
+        on the H200 (docs/cuda.md: torch 2.11+cu130, cuDNN 9.19).
         """
         return self.capability[0] in (9, 10)
 

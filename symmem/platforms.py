@@ -2,7 +2,7 @@
 
 Each platform is one row of :data:`PLATFORMS`; each attention kernel one row of its ``kernels``
 table. Where a rule comes from is written beside it (``evidence``): measured here on the CPU build,
-measured on an H200 (``shared/CUDA_FACTS.md``), or read from PyTorch's source.
+measured on an H200 (``docs/cuda.md``, which says how), or read from PyTorch's source.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class Platform:
         return requested
 
 
-_CUDA_FACTS = "measured on an H200, torch 2.11 (shared/CUDA_FACTS.md)"
+_H200 = "measured on an H200, torch 2.11 (docs/cuda.md)"
 
 CPU = Platform(
     name="cpu",
@@ -257,7 +257,7 @@ CUDA = Platform(
                     RngField("philox_seed", (), INT64, HOST),
                     RngField("philox_offset", (), INT64, HOST),
                 ),
-                evidence=_CUDA_FACTS,
+                evidence=_H200,
             ),
             "flash": AttentionKernel(
                 name="flash",
@@ -267,7 +267,7 @@ CUDA = Platform(
                     RngField("unused", (), UINT64, DEVICE),
                 ),
                 half_only=True,
-                evidence=_CUDA_FACTS,
+                evidence=_H200,
             ),
             "cudnn": AttentionKernel(
                 name="cudnn",
@@ -277,18 +277,18 @@ CUDA = Platform(
                     RngField("philox_offset", (), INT64, DEVICE),
                 ),
                 half_only=True,
-                evidence=_CUDA_FACTS,
+                evidence=_H200,
             ),
             "math": MATH,
         }
     ),
     # The reference notebook's assumption; which kernel a given GPU picks is a GPU preset's job.
     default_order=("efficient", "math"),
-    # step is a host tensor unless fused (or capturable): shared/CUDA_FACTS.md. nanoGPT passes
-    # fused=True on CUDA.
+    # step is a host tensor unless fused (or capturable): measured on an H200, docs/cuda.md.
+    # nanoGPT passes fused=True on CUDA.
     optimizers=MappingProxyType({"fused": DEVICE, "foreach": HOST, "forloop": HOST}),
     default_optimizer="fused",
-    evidence=_CUDA_FACTS,
+    evidence=_H200,
     caching_allocator=True,
     wrapped=HOST,
 )

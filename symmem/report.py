@@ -454,10 +454,12 @@ def _explore_step(
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
         allocated: tuple[StepPhase, ...] = ()
+        workspaces = 0
         if platform.caching_allocator:
-            workspaces = sympy.Integer(workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul))
-            allocated = walk(trace, optimizer, step_location, block_bytes, workspaces)
-        yield StepRun(scenario, phases, allocated)
+            workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
+            resident = sympy.Integer(workspaces)
+            allocated = walk(trace, optimizer, step_location, block_bytes, resident)
+        yield StepRun(scenario, phases, allocated, workspaces)
 
 
 def _peaks(

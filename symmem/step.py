@@ -89,11 +89,13 @@ class StepRun:
         allocated: The same phases as a caching allocator counts them (each block rounded, its
             workspaces held throughout: :mod:`symmem.allocator`); empty where the platform has
             none.
+        workspaces: Bytes of the allocator's workspaces in ``allocated`` (0 without one).
     """
 
     scenario: Scenario
     phases: tuple[StepPhase, ...]
     allocated: tuple[StepPhase, ...] = ()
+    workspaces: int = 0
 
     @cached_property
     def peak(self) -> sympy.Expr:

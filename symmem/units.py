@@ -1,4 +1,4 @@
-"""Byte counts for people: binary (GiB) and decimal (GB) units, never mixed up."""
+"""Byte counts for people: binary (GiB) and decimal (GB) units, never mixed up, up to yotta."""
 
 from __future__ import annotations
 
@@ -9,22 +9,17 @@ from symmem.errors import BudgetError
 
 __all__ = ["UNITS", "format_bytes", "parse_bytes"]
 
-#: Byte units by lower-case name: decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB).
-UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-_BUDGET = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_PREFIXES = "kMGTPEZY"  # kilo to yotta: powers 1 to 8 of 1000 (and of 1024 with an i)
 
-_BINARY = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
-_DECIMAL = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+#: Byte units as printed, smallest first: decimal (kB ... YB) and binary (KiB ... YiB).
+_BINARY = tuple((f"{p.upper()}iB", 2 ** (10 * (i + 1))) for i, p in enumerate(_PREFIXES))
+_DECIMAL = tuple((f"{p}B", 10 ** (3 * (i + 1))) for i, p in enumerate(_PREFIXES))
+
+#: Byte units by lower-case name: ``b``, decimal (``kb`` to ``yb``) and binary (``kib`` to
+#: ``yib``).
+UNITS = {"b": 1} | {name.lower(): size for name, size in (*_DECIMAL, *_BINARY)}
+_BUDGET = re.compile(r"^\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_NAMES = ", ".join(["B", *(n for n, _ in _DECIMAL), *(n for n, _ in _BINARY)])
 
 
 def format_bytes(nbytes: int, *, binary: bool = True) -> str:
@@ -36,10 +31,21 @@ def format_bytes(nbytes: int, *, binary: bool = True) -> str:
     '3.22 GB'
     >>> format_bytes(16)
     '16 B'
+
+    Past TiB come PiB, EiB, ZiB and YiB; beyond a thousand YiB the count is in powers of ten:
+
+    >>> format_bytes(3 * 2**60), format_bytes(5 * 10**18, binary=False)
+    ('3.00 EiB', '5.00 EB')
+    >>> format_bytes(3 * 2**90)
+    '3.07e+03 YiB'
     """
-    for unit, size in _BINARY if binary else _DECIMAL:
+    units = _BINARY if binary else _DECIMAL
+    for unit, size in reversed(units):
         if abs(nbytes) >= size:
-            return f"{nbytes / size:.2f} {unit}"
+            value = nbytes / size
+            if abs(value) >= 1000 and unit == units[-1][0]:
+                return f"{value:.2e} {unit}"
+            return f"{value:.2f} {unit}"
     return f"{nbytes} B"
 
 
@@ -54,7 +60,7 @@ def parse_bytes(text: str | int) -> int:
     Traceback (most recent call last):
     ...
     symmem.errors.BudgetError: cannot read a byte count from '80 gigs': expected a number with an \
-optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)
+optional unit (B, kB, MB, GB, TB, PB, EB, ZB, YB, KiB, MiB, GiB, TiB, PiB, EiB, ZiB, YiB)
     """
     if isinstance(text, bool):
         raise BudgetError(f"a byte count must be a number, got {text!r}")
@@ -66,7 +72,7 @@ optional unit (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)
         if match is None or unit not in UNITS | {"": 1}:
             raise BudgetError(
                 f"cannot read a byte count from {text!r}: expected a number with an optional unit "
-                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+                f"({_NAMES})"
             )
         try:
             value = Decimal(match.group(1).replace("_", "")) * UNITS.get(unit, 1)

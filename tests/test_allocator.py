@@ -16,7 +16,7 @@ from symmem.symbols import B, S
 
 MiB = 2**20
 
-# shared/CUDA_FACTS.md, "Allocator and the real peak": the reference notebook's calc_all config,
+# docs/cuda.md, "Where the peak of a step lands": the reference notebook's calc_all config,
 # bf16, dropout 0, the default kernel (cuDNN on the H200), default allocator.
 CALC_ALL = Config.notebook().with_(dropout=False)
 CALC_ALL_MAX_MEMORY_ALLOCATED = 4_053_260_288

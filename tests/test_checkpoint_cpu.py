@@ -4,7 +4,7 @@ What a checkpointed region keeps between forward and backward, measured on CPU w
 ``full`` keeps each block's input (the previous block's output, fp32) and the CPU RNG state
 ``torch.get_rng_state()`` stashes (uint8[5056]); ``selective`` keeps everything ``none`` keeps
 except what the attention core alone saves, plus the core's inputs (the fused ``c_attn`` output)
-and the RNG state. Derivation and figures: ``notes_checkpoint.md``.
+and the RNG state. Derivation and figures: ``docs/checkpointing.md``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 For every config below, the model's estimate equals the measurement of the checkpointed nanoGPT
 (``measure(..., checkpoint=...)``) term by term, in every total, and in every phase's start, peak
 and end of the training step (``compare``'s ``step:`` rows): the frame's kept inputs and RNG
-state, the recomputation in backward and when its tensors die (``notes_checkpoint.md``).
+state, the recomputation in backward and when its tensors die (``docs/checkpointing.md``).
 """
 
 from __future__ import annotations

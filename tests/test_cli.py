@@ -141,15 +141,25 @@ def test_validate_refuses_a_config_too_large_to_run(capsys):
     assert "needs about" in err and "--max-bytes" in err
 
 
-def test_console_script_runs_as_a_module():
+@pytest.mark.parametrize("module", ["symmem", "symmem.cli"])
+def test_console_script_runs_as_a_module(module):
     result = subprocess.run(
-        [sys.executable, "-m", "symmem.cli", "estimate", *SMALL],
+        [sys.executable, "-m", module, "estimate", *SMALL],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "total: total" in result.stdout
+    # Bad input: one line on stderr, exit status 2, as from the script.
+    result = subprocess.run(
+        [sys.executable, "-m", module, "estimate", "--B", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "symmem: error: B must be positive, got 0\n"
 
 
 def test_solve_json(capsys):
@@ -322,3 +332,34 @@ def test_gpu_bad_input_exits_2(capsys, argv, message):
 def test_validate_with_a_gpu_needs_the_cuda_device(capsys):
     status, _, err = run(capsys, "validate", *SMALL, "--gpu", "h200")
     assert status == 2 and "--platform cuda rules cannot be checked on --device cpu" in err
+
+
+@needs_torch
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/plot.png", "cannot write {tmp}/missing/plot.png: no folder {tmp}/missing"),
+        ("", "cannot write {tmp}: it is a folder"),
+        ("plot.txt", "cannot write a plot to {tmp}/plot.txt: name a file ending in one of .avif"),
+    ],
+)
+def test_validate_plot_bad_path_exits_2_before_measuring(
+    capsys, monkeypatch, tmp_path, where, message
+):
+    import symmem.validate.measure as measure_module
+
+    monkeypatch.setattr(measure_module, "measure", lambda *a, **k: pytest.fail("measured"))
+    target = str(tmp_path / where) if where else str(tmp_path)
+    status, out, err = run(capsys, "validate", *SMALL, "--plot", target)
+    assert (status, out) == (2, "")
+    assert err.startswith("symmem: error: " + message.format(tmp=tmp_path))
+    assert err.count("\n") == 1
+
+
+@needs_torch
+def test_validate_plot_without_matplotlib_says_how_to_install(capsys, monkeypatch, tmp_path):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backend_bases"):
+        monkeypatch.setitem(sys.modules, name, None)
+    status, out, err = run(capsys, "validate", *SMALL, "--plot", str(tmp_path / "plot.png"))
+    assert (status, out) == (2, "")
+    assert err == "symmem: error: plots need matplotlib: pip install 'symmem[plot]'\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from symmem import Config, build_report
@@ -67,6 +70,7 @@ def test_each_kind_is_the_library_function(capsys):
         "total": latex.total(report, "total", symbols="paper", collect="S"),
         "breakdown": latex.breakdown(report, "block", by="module", symbols="paper"),
         "table": latex.table(report, config, "total", by="module", symbols="paper"),
+        "peak": latex.peak(report, config, symbols="paper"),
         "document": latex.document(report, config, symbols="paper"),
     }
     for what, expected in cases.items():
@@ -92,6 +96,8 @@ def test_each_kind_is_the_library_function(capsys):
         (["--attention", "flash", "--no-amp", *SMALL], "flash"),
         (["--B", "0"], "B must be positive"),
         (["--json"], "--json does not apply"),
+        (["--what", "peak", "--pdf", "x.pdf"], "--pdf compiles the whole document"),
+        (["--what", "peak", "--tp", "2"], "the peak of a step is not derived for several GPUs"),
     ],
 )
 def test_bad_input_exits_2(capsys, argv, message):
@@ -114,3 +120,46 @@ def test_unknown_choices_exit_2(capsys, argv, message):
         main(["latex", *argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_peak_is_the_library_function_at_the_config(capsys):
+    status, out, err = run(capsys, "--what", "peak", *SMALL, "--amp")
+    assert (status, err) == (0, "")
+    config = Config(B=2, S=8, D=4, NH=2, V=10, L=1, amp=True)
+    assert out == latex.peak(build_report("cuda"), config)
+    estimate = build_report("cuda").at(config)
+    assert f"$M_{{\\mathrm{{peak}}}}$ = {estimate.totals['peak']:,} B" in out
+    assert f"that is {estimate.totals['max_memory_allocated']:,} B" in out
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
+def test_pdf_writes_the_compiled_document(capsys, tmp_path):
+    target = tmp_path / "memory.pdf"
+    status, out, err = run(capsys, "--symbols", "paper", "--pdf", str(target))
+    assert (status, err) == (0, "")
+    assert out.startswith(f"wrote {target}: ") and out.endswith(" (pdflatex ran 2 times)\n")
+    assert target.read_bytes().startswith(b"%PDF-")
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/memory.pdf", "cannot write {tmp}/missing/memory.pdf: no folder {tmp}/missing"),
+        ("", "cannot write {tmp}: it is a folder"),
+    ],
+)
+def test_pdf_to_a_path_that_cannot_be_written_exits_2(capsys, tmp_path, where, message):
+    target = str(tmp_path / where) if where else str(tmp_path)
+    status, out, err = run(capsys, "--pdf", target)
+    assert (status, out) == (2, "")
+    assert err == f"symmem: error: {message.format(tmp=tmp_path)}\n"
+
+
+def test_pdf_without_pdflatex_says_how_to_install_it(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pdflatex here
+    assert shutil.which("pdflatex") is None and os.environ["PATH"] == str(tmp_path)
+    status, out, err = run(capsys, "--pdf", str(tmp_path / "memory.pdf"))
+    assert (status, out) == (2, "")
+    assert err.startswith("symmem: error: --pdf needs pdflatex, which is not on PATH: install")
+    assert "apt-get install texlive-latex-base texlive-latex-recommended" in err
+    assert err.count("\n") == 1 and not (tmp_path / "memory.pdf").exists()

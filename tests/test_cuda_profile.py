@@ -1,4 +1,4 @@
-"""The cuda profile against the facts measured on an H200 (shared/CUDA_FACTS.md).
+"""The cuda profile against the facts measured on an H200 (docs/cuda.md).
 
 Expected values are the formulas that page records, evaluated here; the one whole-model figure is
 the page's measured byte count.
@@ -20,7 +20,8 @@ def _terms(config: Config, attention: str) -> dict[tuple[str, str], int]:
 
 
 def test_notebook_config_everything_saved_equals_h200_measurement():
-    # CUDA_FACTS: calc_all config, dropout 0.1, efficient kernel, bf16: 2,732,662,852 B saved.
+    # docs/cuda.md, "Where the peak of a step lands": calc_all config, dropout 0.1, efficient
+    # kernel, bf16: 2,732,662,852 B saved.
     estimate = build_report("cuda", "efficient").at(Config.notebook())
     saved = sum(estimate.totals[k] for k in ("activations", "loss", "inputs", "host"))
     assert saved == 2_732_662_852
@@ -134,7 +135,7 @@ def test_fused_adamw_keeps_step_on_the_gpu():
     ("optimizer", "location"), [("fused", "device"), ("foreach", "host"), ("forloop", "host")]
 )
 def test_adamw_step_placement(optimizer, location):
-    # CUDA_FACTS: step is a host tensor unless fused=True (or capturable=True).
+    # docs/cuda.md, "Everything else": step is a host tensor unless fused=True (or capturable=True).
     report = build_report("cuda", "efficient", optimizer)
     estimate = report.at(Config(B=1, S=8, D=16, NH=2, V=10, L=2))
     steps = [t for t, _ in estimate.terms() if t.name == "AdamW-step"]

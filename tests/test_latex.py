@@ -6,7 +6,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,11 @@ import sympy
 from sympy.core.function import AppliedUndef
 
 from symmem import Config, build_report
-from symmem.errors import ConfigError
+from symmem.errors import ConfigError, OutputError
 from symmem.kinds import SUMS
 from symmem.render import latex
 from symmem.render.latex import SYMBOL_SETS, SymbolSet
+from symmem.render.pdf import Compiled, compile_pdf
 from symmem.report import CATEGORIES, Report
 from symmem.symbols import AMP, BIAS, DROPOUT, NH, SYMBOLS, B, D, L, S, V
 from symmem.units import format_bytes
@@ -374,38 +374,50 @@ def _pdflatex() -> str:
     return path
 
 
-def _compile(tex: str, directory: Path) -> bytes:
-    source = directory / "paper.tex"
-    source.write_text(tex, encoding="utf-8")
-    for _ in range(2):  # twice, as a reader would: longtable settles its widths on the second
-        result = subprocess.run(
-            [_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", source.name],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        log = (directory / "paper.log").read_text(encoding="utf-8", errors="replace")
-        assert result.returncode == 0, log[-3000:]
-    for problem in ("Undefined control sequence", "Missing character", "Rerun LaTeX"):
-        assert problem not in log
-    return (directory / "paper.pdf").read_bytes()
+# What a clean compile's log must not say: a macro or glyph missing, a line running off the page,
+# a pass still wanted.
+PROBLEMS = ("Undefined control sequence", "Missing character", "Overfull", "Rerun")
+
+
+def _compile(tex: str, directory: Path, *, allowed: tuple[str, ...] = ()) -> Compiled:
+    """Compile as a reader would (``symmem latex --pdf``: as many passes as pdflatex asks for)
+    and check the last pass's log for every problem but those ``allowed``."""
+    _pdflatex()
+    compiled = compile_pdf(tex, directory / "paper.pdf")
+    lines = compiled.log.splitlines()
+    problems = [p for p in PROBLEMS if p not in allowed]
+    found = [line for line in lines if any(problem in line for problem in problems)]
+    assert found == [], compiled.log[-3000:]
+    assert compiled.path.read_bytes().startswith(b"%PDF-")
+    return compiled
+
+
+GPT2 = Config(B=8, S=1024, D=768, NH=12, V=50257, L=12, amp=True, dropout=True, bias=True)
+H200_FULL = ("cuda", "default", "default", "h200", "full")  # cuDNN, full checkpointing
 
 
 @pytest.mark.parametrize(
-    ("platform", "attention", "symbols"),
-    [("cuda", "default", "default"), ("cpu", "default", "paper")],
+    ("report", "config", "symbols", "fixed"),
+    [
+        (("cuda", "default"), Config.notebook(), "default", False),
+        (("cpu", "default"), Config.notebook(), "paper", True),
+        # cases (a Piecewise) among the block's terms, and long names beside them
+        (("cpu", "default"), Config.notebook(), "default", False),
+        (("cuda", "flash"), GPT2, "paper", False),
+        (("cpu", "math"), Config(B=1, S=40, D=64, NH=1, V=101, L=2, dropout=True), "paper", True),
+        (H200_FULL, GPT2.with_(dropout=False), "default", False),
+    ],
+    ids=str,
 )
-def test_document_compiles(platform, attention, symbols, tmp_path):
-    report = build_report(platform, attention)
-    tex = latex.document(report, Config.notebook(), symbols=symbols)
-    assert tex.startswith("\\documentclass[10pt]{article}\n")
-    assert tex.endswith("\\end{document}\n")
-    assert _compile(tex, tmp_path).startswith(b"%PDF-")
-    log = (tmp_path / "paper.log").read_text(encoding="utf-8", errors="replace")
-    pages = re.search(r"Output written on paper\.pdf \((\d+) pages?", log)
-    assert pages is not None and int(pages.group(1)) >= 2  # the table runs over pages
+def test_document_compiles_without_overfull_lines(report, config, symbols, fixed, tmp_path):
+    tex = latex.document(
+        build_report(*report), config, symbols=symbols, switches=config if fixed else None
+    )
+    assert tex.startswith("% Written by symmem. Compile with pdflatex twice")
+    assert "\\documentclass[10pt]{article}\n" in tex and tex.endswith("\\end{document}\n")
+    compiled = _compile(tex, tmp_path)
+    assert compiled.passes == 2  # the long table's widths settle on the second pass
+    assert compiled.pages >= 3  # the peak and the table run over pages
 
 
 def test_every_kind_compiles_in_a_paper(tmp_path):
@@ -427,12 +439,15 @@ def test_every_kind_compiles_in_a_paper(tmp_path):
     tex = "\n\n".join(
         [
             "\\documentclass{article}\n\\usepackage[landscape,margin=1cm]{geometry}\n"
-            "\\usepackage{amsmath,booktabs,longtable}\n\\begin{document}",
+            "\\usepackage{amsmath,booktabs,longtable}\n\\allowdisplaybreaks\n\\begin{document}",
             *body,
+            latex.peak(build_report("cuda"), SMALL.with_(amp=True)),
             "\\end{document}\n",
         ]
     )
-    assert _compile(tex, tmp_path).startswith(b"%PDF-")
+    # A total on one line, and names beside a breakdown on one line each, are as wide as the
+    # author lays them out: the document breaks both (test_document_compiles_...).
+    _compile(tex, tmp_path, allowed=("Overfull",))
 
 
 # -- Jupyter ----------------------------------------------------------------------------------
@@ -467,3 +482,100 @@ def test_peak_latex_reads_back():
     assert rhs.startswith(r"\max")
     fixed = report.total("peak").xreplace({AMP: 1, DROPOUT: 0, BIAS: 0})
     assert equal(parse_back(rhs, names), fixed)
+
+
+# -- the peak ---------------------------------------------------------------------------------
+
+
+def _pieces(text: str) -> dict[str, str]:
+    """``{P_i: right-hand side}`` of the peak's align*, continuation lines joined."""
+    start, end = text.index(r"\begin{align*}"), text.index(r"\end{align*}")
+    out: dict[str, str] = {}
+    name = ""
+    for line in text[start:end].splitlines()[1:]:
+        line = line.strip().removesuffix(r"\\").strip()
+        match = re.match(r"(P_\{\d+\}) &= (.*)", line)
+        if match:
+            name = match.group(1)
+            out[name] = match.group(2)
+        elif line.startswith(r"&\quad "):
+            out[name] += " " + line.removeprefix(r"&\quad ")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("report", "config"),
+    [
+        (("cuda", "default"), Config.notebook()),
+        (("cuda", "efficient", "foreach"), GPT2),
+        # foreach: the for-loop AdamW's pieces hold a Piecewise (CASES_UNSUPPORTED)
+        (("cpu", "math", "foreach"), Config(B=1, S=40, D=64, NH=1, V=101, L=2, dropout=True)),
+        (H200_FULL, GPT2.with_(dropout=False)),
+    ],
+    ids=str,
+)
+def test_peak_pieces_read_back_and_their_maximum_is_the_peak(report, config):
+    report = build_report(*report)
+    names = latex.symbol_set("paper")
+    text = latex.peak(report, config, symbols=names)
+    estimate = report.at(config)
+    run = report.step_at(config)
+    pieces = {k: parse_back(v, names) for k, v in _pieces(text).items()}
+    count = len(pieces)
+    assert list(pieces) == [f"P_{{{i}}}" for i in range(1, count + 1)]
+    assert f"largest of the live bytes at {count}\nmoments" in text
+    # Each piece at the config is the number its label gives; the largest is the peak.
+    values = {k: int(v.xreplace(config.values())) for k, v in pieces.items()}
+    for name, value in values.items():
+        assert f"${name}$: " in text and f": {value:,} B (" in text
+    top = max(values, key=lambda k: values[k])
+    assert values[top] == estimate.totals["peak"]
+    assert f"At the config the largest is ${top}$ (" in text
+    assert f"$M_{{\\mathrm{{peak}}}}$ = {estimate.totals['peak']:,} B (" in text
+    assert f"${top}$: {estimate.peak_at[0]}, after {latex._text(estimate.peak_at[1])}: " in text
+    # Their maximum is the step's peak formula at every size of the same case.
+    assert equal(sympy.Max(*pieces.values(), evaluate=False), run.peak)
+
+
+def test_peak_says_what_max_memory_allocated_adds():
+    report = build_report("cuda")
+    config = Config.notebook()
+    estimate = report.at(config)
+    text = latex.peak(report, config)
+    mma, peak = estimate.totals["max_memory_allocated"], estimate.totals["peak"]
+    workspaces = 2 * 32 * 2**20  # two cuBLAS workspaces on sm90; no bias, so no cuBLASLt
+    assert f"$W$ = {workspaces:,} B (64.00 MiB) of workspaces" in text
+    assert (
+        f"that is {mma:,} B (3.85 GiB): the peak's {peak:,} B, plus $W$, plus "
+        f"{mma - peak - workspaces:,} B that the rounding adds."
+    ) in text
+    (rhs,) = re.findall(
+        r"M_\{\\mathrm\{max\\_memory\\_allocated\}\} &= (.*?)\n\\end\{align\*\}", text, re.S
+    )
+    formula = " ".join(
+        line.strip().removesuffix(r"\\").removeprefix(r"&\quad ") for line in rhs.splitlines()
+    )
+    assert int(parse_back(formula, SYMBOL_SETS["default"]).xreplace(config.values())) == mma
+    cpu = latex.peak(build_report("cpu"), config)
+    assert cpu.rstrip().endswith(
+        r"On the cpu platform no caching allocator rounds the allocations: "
+        r"$M_{\mathrm{max\_memory\_allocated}}$ is the peak."
+    )
+
+
+def test_document_states_the_peak():
+    report = build_report("cuda")
+    text = latex.document(report, Config.notebook())
+    assert (
+        "\\subsection*{The peak of a training step at B=24, S=1,024, D=384, NH=4, V=8,192, L=4}\n"
+        + latex.peak(report, Config.notebook())
+    ) in text
+    assert text.index("The peak of a training step") < text.index("Every term")
+
+
+def test_a_failing_compile_quotes_pdflatex(tmp_path):
+    _pdflatex()
+    broken = "\\documentclass{article}\n\\begin{document}\n\\nosuchmacro\n\\end{document}\n"
+    with pytest.raises(OutputError, match=r"^pdflatex failed: Undefined control sequence\.$"):
+        compile_pdf(broken, tmp_path / "broken.pdf")
+    assert not (tmp_path / "broken.pdf").exists()

@@ -1,7 +1,8 @@
 """The reference notebook's printed numbers: reproduced where right, corrected where wrong.
 
-``NOTEBOOK`` holds what the notebook printed (shared/seed/memory_notebook.txt); when that file is
-beside the checkout, a test checks the transcription. docs/errata.md explains every correction.
+``NOTEBOOK`` holds what the notebook printed, transcribed; when a copy of the notebook's text is
+found beside the checkout (``SEED``), a test checks the transcription. docs/errata.md explains
+every correction.
 """
 
 from __future__ import annotations

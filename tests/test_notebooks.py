@@ -1,14 +1,17 @@
-"""The notebooks run, and what is committed in them is what they print today.
+"""The notebooks run, what is committed in them is what they print today, and their prose says
+what their outputs show.
 
 The cells live in ``notebooks/build.py``, which writes and executes the notebooks; here each is
 executed again from its committed file and its outputs compared with the committed ones (text
 exactly; images by their presence), so a reader of the committed notebook sees current results.
+Every number the prose (the markdown cells) quotes must be among the numbers the outputs print.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,3 +84,40 @@ def test_the_kernel_is_this_interpreter():
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.prefix)"))
     build.execute(nb)
     assert nb.cells[0].outputs[0].text.strip() == sys.prefix
+
+
+# A number as prose quotes it: digits, thousands commas, a decimal part (or a version's parts),
+# perhaps a byte unit after it (24GiB); not part of a name (GPT-2, bf16, sm90, H100) or of a
+# longer number (1.5e10).
+NUMBER = re.compile(r"(?<![\w.,\-])(\d+(?:,\d{3})*(?:\.\d+)*)(?:[kKMGTPEZY]?i?B)?(?![\w]|[.,]\d)")
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers in ``text``, thousands commas dropped."""
+    return {match.group(1).replace(",", "") for match in NUMBER.finditer(text)}
+
+
+def test_the_numbers_a_reader_reads():
+    text = "GPT-2 in bf16 on an H100 (sm90): B = 85, S = 2,944 at 22.64 GiB, 24GiB, 1.5e10, 7."
+    assert numbers(text) == {"85", "2944", "22.64", "24", "7"}
+    assert numbers("torch 2.13.0+cpu, rtx-4090") == {"2.13.0"}
+
+
+def _shown(nb: Any) -> set[str]:
+    """The numbers a notebook's outputs print (streams, and text, LaTeX or HTML results)."""
+    found: set[str] = set()
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                found |= numbers(output.text)
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/"):
+                    found |= numbers(value)
+    return found
+
+
+@pytest.mark.parametrize("name", list(build.NOTEBOOKS))
+def test_every_number_the_prose_quotes_is_in_the_outputs(name):
+    nb = nbformat.read(FOLDER / f"{name}.ipynb", as_version=4)
+    prose = {n for cell in nb.cells if cell.cell_type == "markdown" for n in numbers(cell.source)}
+    assert sorted(prose - _shown(nb), key=float) == [], f"{name}.ipynb: prose quotes these"

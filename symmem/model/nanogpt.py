@@ -149,7 +149,7 @@ PARALLEL = ParallelRules(
 
 NANOGPT = Model(
     name="nanogpt",
-    title="nanoGPT (model.py)",
+    title="nanoGPT",
     sizes=(B, S, D, NH, V, L),
     switches=(AMP, DROPOUT, BIAS),
     meanings={

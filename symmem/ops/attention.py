@@ -60,7 +60,7 @@ def _fused(t: Trace, q: Tensor, k: Tensor, v: Tensor, node: str, kernel: Attenti
 
     The output is allocated as (B, S, NH, hs) and returned transposed, so nanoGPT's
     ``y.transpose(1, 2).contiguous()`` copies nothing and ``c_proj`` saves the same storage
-    (measured on CPU; shared/CUDA_FACTS.md for CUDA).
+    (measured on CPU; on an H200 for CUDA: docs/cuda.md).
 
     Backward: one kernel makes the three input gradients, fresh, laid out like q, k and v
     (measured on CPU: they reshape back to (B, T, C) without a copy).

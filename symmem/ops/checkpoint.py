@@ -1,6 +1,7 @@
 """Activation checkpointing: ``torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)``.
 
-What PyTorch 2.13 does, measured on CPU op by op (``notes_checkpoint.md``), and how symmem runs it:
+What PyTorch 2.13 does, measured on CPU op by op (``docs/checkpointing.md``), and how symmem runs
+it:
 
 Forward (:func:`checkpoint`)
     The region starts with ``torch.get_rng_state()`` (a ``uint8[5056]`` tensor on CPU), before

@@ -193,8 +193,9 @@ def dropout(t: Trace, x: Tensor) -> Tensor:
     """``F.dropout`` in training mode.
 
     With p = 0 it returns its input and saves nothing. On CUDA it is ``native_dropout``, which saves
-    a bool mask (shared/CUDA_FACTS.md). The CPU build multiplies by a scaled noise tensor in x's
-    dtype and MulBackward0 saves that noise (measured, torch 2.13). Backward: a fresh gradient.
+    a bool mask (measured on an H200: docs/cuda.md). The CPU build multiplies by a scaled noise
+    tensor in x's dtype and MulBackward0 saves that noise (measured, torch 2.13). Backward: a
+    fresh gradient.
     """
     if not t.scenario.dropout:
         return x

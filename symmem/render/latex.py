@@ -24,12 +24,14 @@ from typing import Any
 import sympy
 from sympy.printing.latex import LatexPrinter
 
+from symmem.allocator import BLOCK
 from symmem.config import Config
 from symmem.errors import ConfigError
 from symmem.kinds import SUMS
 from symmem.parallel import RankReport
 from symmem.report import CATEGORIES, TOTALS, Report, Term
 from symmem.simplify import paper_form
+from symmem.step import StepPhase, StepRun, prune
 from symmem.symbols import (
     AMP,
     BIAS,
@@ -59,6 +61,7 @@ __all__ = [
     "document",
     "formula",
     "inline",
+    "peak",
     "report_repr_latex",
     "symbol_set",
     "table",
@@ -68,7 +71,7 @@ __all__ = [
 ]
 
 #: What ``symmem latex --what`` can render.
-KINDS = ("term", "block", "total", "breakdown", "table", "document")
+KINDS = ("term", "block", "total", "breakdown", "table", "peak", "document")
 
 #: What each symbol stands for, for legends.
 MEANINGS: Mapping[sympy.Symbol, str] = MappingProxyType(
@@ -424,12 +427,17 @@ def totals(
     return _environment(environment, lines)
 
 
+def _size(tex: str) -> int:
+    """About how many characters wide ``tex`` prints: its text less commands and braces."""
+    return len(re.sub(r"\\[A-Za-z]+|[{}^_ ]", "", tex))
+
+
 def _lines(summands: Sequence[str], width: int) -> list[str]:
     """Summands joined into lines of about ``width`` printed characters each."""
     lines: list[list[str]] = [[]]
     used = 0
     for summand in summands:
-        size = len(re.sub(r"\\[A-Za-z]+|[{}^_ ]", "", summand))
+        size = _size(summand)
         if lines[-1] and used + size > width:
             lines.append([])
             used = 0
@@ -481,6 +489,12 @@ def _rows(
     return [row for row in rows if row[2] != 0]
 
 
+#: The least width of a breakdown's closing sum, in printed characters.
+_BREAKDOWN_WIDTH = 24
+#: The width of a breakdown's names in a document.
+_LABELS = r"0.36\linewidth"
+
+
 def breakdown(
     report: Report,
     key: str = "block",
@@ -488,11 +502,17 @@ def breakdown(
     by: str = "term",
     symbols: Symbols = "default",
     switches: Switches = None,
-    width: int = 80,
+    width: int | None = None,
+    label_width: str | None = None,
 ) -> str:
     r"""An ``alignat*`` environment: total ``key`` as a sum, one line per term (or per module),
-    each named on the right, then the sum in paper form (in lines of about ``width``
-    characters).
+    each named on the right, then the sum in paper form, in lines of about ``width``
+    characters; by default as wide as the widest term's line (at least 24 characters), so that
+    the sum does not push the names to the right.
+
+    Names are ``\text`` on one line each; with ``label_width`` (a TeX length such as
+    ``0.36\linewidth``) each is set in a box that wide, in a smaller font, broken where it
+    must be: how a long name stays on the page.
 
     >>> from symmem import build_report
     >>> print(breakdown(build_report("cuda"), "inputs"))
@@ -505,20 +525,31 @@ def breakdown(
     names = symbol_set(symbols)
     rows = _rows(report, key, by, switches)
     lines = []
+    widest = _BREAKDOWN_WIDTH
     for i, (name, module, expr) in enumerate(rows):
         label = f"{name} ({module})" if name else module
         tex = _print(expr, names)
         if expr.is_Add:
             tex = rf"\left({tex}\right)"
+        widest = max(widest, _size(tex))
         head = f"{_lhs(key)} &= " if i == 0 else r"&\quad + "
-        lines.append(rf"{head}{tex} && \quad \text{{{_text(label)}}}")
+        lines.append(rf"{head}{tex} && \quad {_label(label, label_width)}")
     whole = paper_form(sum((expr for _, _, expr in rows), sympy.Integer(0)))
     if not rows:
         lines.append(f"{_lhs(key)} &= 0")
     elif len(rows) > 1:
-        first, *rest = _lines(_summands(whole, names), width)
+        first, *rest = _lines(_summands(whole, names), widest if width is None else width)
         lines += [f"&= {first}", *(rf"&\quad {line}" for line in rest)]
     return _environment("alignat*", lines, "{2}")
+
+
+def _label(text: str, width: str | None) -> str:
+    """A breakdown's name: on one line, or in a box ``width`` wide that may break it (after a
+    hyphen, as TeX does, and after a slash)."""
+    if width is None:
+        return rf"\text{{{_text(text)}}}"
+    broken = _text(text).replace("/", r"/\allowbreak{}")
+    return rf"\parbox[t]{{{width}}}{{\raggedright\small {broken}}}"
 
 
 def table(
@@ -611,19 +642,186 @@ def _bytes(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> in
 def _caption(report: Report, config: Config, kernel: str, key: str, *, per_layer: bool) -> str:
     what = "one transformer block" if per_layer else _text(key)
     return (
-        f"Memory of training nanoGPT ({what}) at {_text(_config_text(config))}; "
+        f"Memory of training {_text(report.model.title)} ({what}) at "
+        f"{_text(_config_text(config))}; "
         f"{_text(report.platform.name)}, attention kernel {_text(kernel)}."
     )
 
 
 def _config_text(config: Config) -> str:
-    sizes = ", ".join(f"{k}={v:,}" for k, v in config.sizes().items() if v is not None)
-    switches = ", ".join(f"{k.upper()}={int(v)}" for k, v in _switch_names(config))
-    return f"{sizes}, {switches}"
+    return f"{_sizes_text(config)}, {_switches_text(config)}"
+
+
+def _sizes_text(config: Config) -> str:
+    return ", ".join(f"{k}={v:,}" for k, v in config.sizes().items() if v is not None)
 
 
 def _switch_names(config: Config) -> Iterable[tuple[str, bool]]:
     return ((name, getattr(config, name)) for name in ("amp", "dropout", "bias"))
+
+
+# -- the peak of a training step --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One argument of a step's maximum: the live bytes at one moment, and their value."""
+
+    expr: sympy.Expr
+    phase: str
+    what: str
+    nbytes: int
+
+    @property
+    def moment(self) -> str:
+        at = "at its start" if self.what == "start" else f"after {self.what}"
+        return f"{self.phase}, {at}"
+
+
+def _pieces(phases: Sequence[StepPhase], config: Config) -> list[_Piece]:
+    """The arguments of the maximum over ``phases`` (pruned as the report's peak is), in the
+    step's order, each with its moment and its bytes at ``config``."""
+    moments = [(p.name, what) for p in phases for _, what in p.candidates]
+    found = [(expr, str(i)) for i, expr in enumerate(c for p in phases for c, _ in p.candidates)]
+    values = config.values()
+    pieces = []
+    for expr, index in prune(found):
+        phase, what = moments[int(index)]
+        pieces.append(_Piece(expr, phase, what, _bytes(expr, values)))
+    return pieces
+
+
+def _largest(pieces: Sequence[_Piece]) -> int:
+    """The index of the first piece with the most bytes."""
+    return max(range(len(pieces)), key=lambda i: (pieces[i].nbytes, -i))
+
+
+def _align(rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    r"""An ``align*`` of formulas, each row's lines after an ``\intertext`` label (the first
+    row's label is left to the caller)."""
+    body: list[str] = []
+    for i, (label, lines) in enumerate(rows):
+        if i:
+            body.append(rf"\intertext{{{label}}}")
+        body += lines
+    out = []
+    for i, line in enumerate(body):
+        ends_row = i < len(body) - 1 and not line.startswith(r"\intertext")
+        out.append(f"  {line}" + (r" \\" if ends_row else ""))
+    return "\n".join([r"\begin{align*}", *out, r"\end{align*}"])
+
+
+def _amount(nbytes: int) -> str:
+    """Bytes for text mode: exact, then in binary units."""
+    return f"{nbytes:,} B ({_text(format_bytes(nbytes))})"
+
+
+def peak(
+    report: Report,
+    config: Config,
+    *,
+    symbols: Symbols = "default",
+    width: int = 80,
+) -> str:
+    r"""The peak of a training step at ``config``: ``M_peak`` as the maximum of its pieces (the
+    live bytes at each moment that can hold it, for the config's switches and size case), each
+    with the phase and node it belongs to and its bytes at ``config``; the largest there; and
+    ``max_memory_allocated``, with what it adds to the peak.
+
+    Paragraphs and ``align*`` environments (sums in lines of about ``width`` characters) for a
+    document that loads amsmath; :func:`document` includes them.
+
+    >>> from symmem import build_report
+    >>> text = peak(build_report("cuda"), Config.notebook())
+    >>> print(text[: text.index(r"\begin{align*}")])
+    The most memory alive at any moment of one training step of nanoGPT's loop (forward, the next
+    batch, backward, clipping, the AdamW step, zero\_grad) is the largest of the live bytes at 15
+    moments, here for AMP=1, DROPOUT=1, BIAS=0:
+    \[ M_{\mathrm{peak}} = \max\left(P_{1}, P_{2}, \ldots, P_{15}\right) \]
+    $P_{1}$: forward, after GPT.forward: 3,742,483,064 B (3.49 GiB) at the config.
+    <BLANKLINE>
+    """
+    config.require_complete()
+    names = symbol_set(symbols)
+    run = report.step_at(config)
+    pieces = _pieces(run.phases, config)
+    top = _largest(pieces)
+    cases = [f"${_print(p if v else sympy.Not(p), names)}$" for p, v in run.scenario.decisions]
+    where = _switches_text(config) + (f" and {', '.join(cases)}" if cases else "")
+    count = len(pieces)
+    listed = ", ".join(f"P_{{{i}}}" for i in range(1, count + 1))
+    if count > 3:
+        listed = rf"P_{{1}}, P_{{2}}, \ldots, P_{{{count}}}"
+    lines = [
+        "The most memory alive at any moment of one training step of nanoGPT's loop (forward, "
+        "the next",
+        "batch, backward, clipping, the AdamW step, zero\\_grad) is the largest of the live bytes "
+        f"at {count}",
+        f"moment{'s' if count > 1 else ''}, here for {where}:",
+        rf"\[ {_lhs('peak')} = \max\left({listed}\right) \]",
+    ]
+    rows = []
+    for i, piece in enumerate(pieces, 1):
+        mark = ", the largest" if i - 1 == top and count > 1 else ""
+        label = f"$P_{{{i}}}$: {_text(piece.moment)}: {_amount(piece.nbytes)} at the config{mark}."
+        first, *rest = _lines(_summands(piece.expr, names), width)
+        rows.append((label, [rf"P_{{{i}}} &= {first}", *(rf"&\quad {line}" for line in rest)]))
+    lines += [rows[0][0], _align(rows)]
+    chosen = pieces[top]
+    lines.append(
+        f"At the config the largest is $P_{{{top + 1}}}$ ({_text(chosen.moment)}): "
+        f"${_lhs('peak')}$ = {_amount(chosen.nbytes)}."
+    )
+    lines += ["", _allocated(report, run, config, chosen.nbytes, names, width)]
+    return "\n".join(lines) + "\n"
+
+
+def _allocated(
+    report: Report,
+    run: StepRun,
+    config: Config,
+    peak_bytes: int,
+    names: SymbolSet,
+    width: int,
+) -> str:
+    """What ``max_memory_allocated`` is at ``config``, and what it adds to the peak."""
+    key = _lhs("max_memory_allocated")
+    phases = run.allocated
+    if not report.platform.caching_allocator or not phases:
+        return (
+            f"On the {_text(report.platform.name)} platform no caching allocator rounds the "
+            f"allocations: ${key}$ is the peak."
+        )
+    pieces = _pieces(phases, config)
+    chosen = pieces[_largest(pieces)]
+    workspaces = run.workspaces
+    rounding = chosen.nbytes - peak_bytes - workspaces
+    first, *rest = _lines(_summands(chosen.expr, names), width)
+    formula = [rf"{key} &= {first}", *(rf"&\quad {line}" for line in rest)]
+    return "\n".join(
+        [
+            r"\paragraph{What the GPU reports.} PyTorch's caching allocator hands out whole "
+            f"blocks of {BLOCK} bytes,",
+            "and keeps a cuBLAS workspace for each thread that runs matrix products, so "
+            r"\texttt{torch.cuda.max\_memory\_allocated()}",
+            f"counts the same step with an allocation of $n$ bytes taking ${BLOCK} "
+            rf"\left\lceil n / {BLOCK} \right\rceil$ bytes, plus",
+            f"$W$ = {_amount(workspaces)} of workspaces throughout. The largest of its "
+            f"{len(pieces)} moments at the config",
+            f"is {_text(chosen.moment)}:",
+            _align([("", formula)]),
+            f"that is {_amount(chosen.nbytes)}: the peak's {peak_bytes:,} B, plus $W$, plus "
+            f"{rounding:,} B that the rounding adds.",
+            r"The figure is exact with \texttt{PYTORCH\_CUDA\_ALLOC\_CONF=}\allowbreak"
+            r"\texttt{expandable\_segments:True}; the default",
+            "allocator sometimes hands out a cached block without splitting it and counts a "
+            "little more.",
+        ]
+    )
+
+
+def _switches_text(config: Config) -> str:
+    return ", ".join(f"{k.upper()}={int(v)}" for k, v in _switch_names(config))
 
 
 # -- a whole document -------------------------------------------------------------------------
@@ -635,12 +833,17 @@ def document(
     *,
     symbols: Symbols = "default",
     switches: Switches = None,
-    title: str = "Memory of training nanoGPT",
+    title: str | None = None,
 ) -> str:
-    """A standalone LaTeX document: symbols, totals, one block's breakdown, and the table of
-    every term at ``config``. It compiles with ``pdflatex`` (amsmath, booktabs, longtable,
-    geometry)."""
+    """A standalone LaTeX document: symbols, totals, the peak of a training step at ``config``
+    (:func:`peak`), one block's breakdown, and the table of every term at ``config``.
+
+    It compiles with ``pdflatex`` (amsmath, booktabs, longtable, geometry) in two passes: the
+    long table sets its column widths on the second (``symmem latex --pdf`` runs them; so does
+    ``latexmk -pdf``). Its first lines say so. ``title`` defaults to "Memory of training" and
+    the architecture."""
     names = symbol_set(symbols)
+    title = title or f"Memory of training {report.model.title}"
     table_text = table(
         report, config, "total", symbols=names, switches=switches, environment="longtable"
     )
@@ -653,6 +856,8 @@ def document(
     )
     source = f" Symbol names as in {_text(names.source)}." if names.name == "paper" else ""
     parts = [
+        "% Written by symmem. Compile with pdflatex twice (the long table sets its column widths",
+        "% on the second pass), or in one step: latexmk -pdf FILE.tex, or symmem latex --pdf.",
         r"\documentclass[10pt]{article}",
         r"\usepackage[T1]{fontenc}",
         r"\usepackage[landscape,margin=1.5cm]{geometry}",
@@ -662,7 +867,8 @@ def document(
         r"\allowdisplaybreaks",
         r"\begin{document}",
         rf"\section*{{{_text(title)}}}",
-        rf"Bytes PyTorch keeps while training nanoGPT on {_text(report.platform.name)} "
+        rf"Bytes PyTorch keeps while training {_text(report.model.title)} on "
+        rf"{_text(report.platform.name)} "
         rf"(attention requested: {_text(report.attention)}), {where}.{source}",
         "",
         r"\subsection*{Symbols}",
@@ -675,8 +881,10 @@ def document(
         r"\subsection*{Totals}",
         totals(report, symbols=names, switches=switches, width=90),
         "",
+        rf"\subsection*{{The peak of a training step at {_text(_sizes_text(config))}}}",
+        peak(report, config, symbols=names),
         r"\subsection*{One transformer block, term by term}",
-        breakdown(report, "block", symbols=names, switches=switches, width=60),
+        breakdown(report, "block", symbols=names, switches=switches, label_width=_LABELS),
         "",
         r"\subsection*{Every term}",
         r"{\footnotesize",

@@ -74,6 +74,16 @@ class Comparison:
     def differences(self) -> list[Row]:
         return [row for row in self.rows if not row.ok]
 
+    def phase_rows(self) -> dict[str, dict[str, Row]]:
+        """The rows of the training step, by phase then ``start``, ``peak`` or ``end``; empty
+        when the step was not measured."""
+        phases: dict[str, dict[str, Row]] = {}
+        for row in self.totals:
+            if row.name.startswith(_STEP):
+                phase, point = row.name.removeprefix(_STEP).rsplit(" ", 1)
+                phases.setdefault(phase, {})[point] = row
+        return phases
+
     def table(self) -> str:
         """A side-by-side table; differing rows are marked with ``<-- differs``."""
         header = ("term", "module", "predicted", "measured", "")
@@ -118,6 +128,9 @@ class Comparison:
         }
 
 
+_STEP = "step: "
+
+
 def _cell(value: int | None, count: bool = False) -> str:
     if value is None:
         return "-"
@@ -149,7 +162,7 @@ def _phase_rows(estimate: Estimate, timeline: Any) -> list[Row]:
         for what, mine, theirs in zip(
             ("start", "peak", "end"), (start, peak, end), got, strict=True
         ):
-            rows.append(Row(f"step: {name} {what}", "", mine, theirs))
+            rows.append(Row(f"{_STEP}{name} {what}", "", mine, theirs))
     return rows
 
 

@@ -71,10 +71,13 @@ def run_validation(
     optimizer: str = "default",
     timeline: bool = False,
     checkpoint: str = "none",
+    plot: str | None = None,
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
 
-    ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT.
+    ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT;
+    ``plot`` a file to draw the comparison in (:func:`symmem.plot.validation_plot`), checked
+    before anything runs.
     """
     platform = platform or device
     if platform != device:
@@ -84,6 +87,10 @@ def run_validation(
     report = build_report(platform, attention, optimizer, checkpoint=checkpoint, model=config.model)
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
+    if plot is not None:
+        from symmem.plot import figure_file, save_figure, validation_plot
+
+        figure, target = figure_file(plot)
     warning = check_torch_version(platform)
     if warning:
         print(f"symmem: warning: {warning}", file=sys.stderr)
@@ -99,6 +106,9 @@ def run_validation(
             checkpoint=checkpoint,
         )
     comparison = compare(estimate, measurement)
+    if plot is not None:
+        what = f"{platform}, attention {estimate.kernel}, torch {measurement.torch_version}"
+        save_figure(validation_plot(comparison, title=what, figure=figure), target)
     if as_json:
         measured = measurement.as_dict()
         print(
@@ -107,6 +117,7 @@ def run_validation(
                     **comparison.as_dict(),
                     "predicted": estimate_dict(estimate),
                     "measured": measured,
+                    **({"plot": str(target)} if plot is not None else {}),
                 },
                 indent=2,
             )
@@ -122,6 +133,8 @@ def run_validation(
             if comparison.match
             else f"DIFFERS in {len(comparison.differences())} rows"
         )
+        if plot is not None:
+            print(f"plot: {target}")
         if timeline and measurement.timeline is not None:
             phase, at = estimate.peak_at
             print(f"\npredicted peak: {phase}, after {at}")
