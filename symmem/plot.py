@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symmem.config import SIZE_NAMES, Config
+from symmem.config import Config
 from symmem.errors import BudgetError, ConfigError, OutputError, SymmemError
 from symmem.files import writable
 from symmem.kinds import MAXIMA
@@ -233,9 +233,11 @@ def _bands(quantity: str) -> list[str]:
 
 def _totals(report: Report, config: Config, symbol: str, xs: Sequence[int]) -> dict[str, list[int]]:
     """Every total at each value of ``symbol``, exact."""
-    sizes: dict[str, Any] = {name: config.sizes()[name] for name in SIZE_NAMES}
-    sizes[symbol] = list(xs)
-    out = sweep(report, **sizes, amp=config.amp, dropout=config.dropout, bias=config.bias)
+    model = report.model
+    axes: dict[str, Any] = {name: getattr(config, name) for name in model.size_names}
+    axes |= {name: getattr(config, name) for name in model.switch_names}
+    axes[symbol] = list(xs)
+    out = sweep(report, **axes)
     return {key: [int(v) for v in array] for key, array in out.items()}
 
 

@@ -424,14 +424,16 @@ def _build_parts(
 def _saved(
     runs: Sequence[tuple[tuple[int, ...], Scenario, list[_Raw]]], model: Model, free: Sequence[int]
 ) -> sympy.Expr:
-    """Every byte autograd saves, each storage once (parameters are not terms), joined over the
-    scenarios: a storage counts where some node saves it, L times in a block."""
-    sized = []
-    for combo, scenario, raws in runs:
-        saved = [r.nbytes * (L if model.in_block(r.module) else 1) for r in raws if r.saved_by]
-        sized.append((combo, scenario, {("saved",): sum(saved, sympy.S.Zero)}))
+    """Every byte autograd saves, each storage once (parameters are not terms): the sum over
+    terms of each one's bytes in the scenarios where some node saves it, L times in a block."""
+    sized = [(c, s, {r.key: r.nbytes for r in raws if r.saved_by}) for c, s, raws in runs]
+    keys = list(dict.fromkeys(k for _, _, found in sized for k in found))
     predicates = list(dict.fromkeys(p for _, s, _ in runs for p, _ in s.decisions))
-    return _formula(("saved",), sized, model.switches, free, predicates)
+    total = sympy.Integer(0)
+    for key in keys:
+        formula = _formula(key, sized, model.switches, free, predicates)
+        total += formula * (L if model.in_block(key[1]) else 1)
+    return total
 
 
 def _explore_step(

@@ -324,6 +324,8 @@ def test_breakdown_lines_add_up_to_the_total(platform, attention, symbols, by):
     for key in ("block", *CATEGORIES, "total"):
         if report.total(key).has(sympy.Piecewise):
             continue  # CASES_UNSUPPORTED
+        if report.total(key) == 0:
+            continue  # a category this architecture has no term of (nanoGPT's cache)
         formulas, closing = _breakdown_lines(latex.breakdown(report, key, by=by, symbols=names))
         parts = [parse_back(f, names) for f in formulas]
         assert equal(sympy.Add(*parts), report.total(key)), key
