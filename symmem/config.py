@@ -138,6 +138,11 @@ class Config:
             raise ConfigError("unknown config fields: " + ", ".join(sorted(unknown)))
         return replace(self, **changes)
 
+    def __repr__(self) -> str:
+        """The fields the architecture has (as :meth:`as_dict`), the architecture first."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"Config({shown})"
+
     def as_dict(self) -> dict[str, Any]:
         """The architecture, then the fields it has."""
         model = self.architecture

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pickle
 
 from symmem.cache import cached, fingerprint
+from symmem.model import get_model
 from symmem.platforms import get_platform
 from symmem.report import _build_parts
 
@@ -14,7 +15,7 @@ def test_cached_report_parts_round_trip(tmp_path, monkeypatch):
 
     def build():
         calls.append(1)
-        return _build_parts(get_platform("cpu"), "default", "forloop")
+        return _build_parts(get_model("nanogpt"), get_platform("cpu"), "default", "forloop")
 
     first = cached("report-test", build)
     second = cached("report-test", build)

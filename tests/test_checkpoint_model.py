@@ -14,6 +14,8 @@ import warnings
 import pytest
 
 from symmem import Config, ConfigError, build_report
+from symmem.model import get_model
+from symmem.report import _build_report
 from tests.conftest import needs_torch
 
 MODES = ("full", "selective")
@@ -94,9 +96,9 @@ def test_checkpoint_is_part_of_the_report():
 def test_cache_entries_are_per_checkpoint_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMMEM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SYMMEM_NO_CACHE", raising=False)
-    build_report.__wrapped__("cpu", "default", "forloop", None, "full")
+    _build_report("cpu", "default", "forloop", None, "full", get_model("nanogpt"))
     [entry] = (p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
-    assert entry == "report-cpu-default-forloop-full"
+    assert entry == "report-nanogpt-cpu-default-forloop-full"
 
 
 def test_rng_states_are_host_memory_beside_a_gpu():

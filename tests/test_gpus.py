@@ -13,7 +13,9 @@ import pytest
 
 from symmem import Config, KernelError, build_report
 from symmem.gpus import ASSUMED_DROPOUT, CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
+from symmem.model import get_model
 from symmem.platforms import get_platform
+from symmem.report import _build_report
 
 SMALL = Config(B=2, S=64, D=64, NH=2, V=50, L=1)
 
@@ -203,8 +205,8 @@ def test_a_gpu_needs_the_cuda_platform():
 def test_cache_entries_are_per_gpu(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMMEM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SYMMEM_NO_CACHE", raising=False)
-    plain = build_report.__wrapped__("cuda", "default", "default")
-    h200 = build_report.__wrapped__("cuda", "default", "default", "h200")
+    plain = _build_report("cuda", "default", "default", None, "none", get_model("nanogpt"))
+    h200 = _build_report("cuda", "default", "default", "h200", "none", get_model("nanogpt"))
     names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
-    assert names == ["report-cuda-default-fused", "report-cuda-h200-default-fused"]
+    assert names == ["report-nanogpt-cuda-default-fused", "report-nanogpt-cuda-h200-default-fused"]
     assert plain.kernels[(True, False)] == "efficient" and h200.kernels[(True, False)] == "cudnn"
