@@ -96,7 +96,7 @@ def test_checkpoint_is_part_of_the_report():
 def test_cache_entries_are_per_checkpoint_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMMEM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SYMMEM_NO_CACHE", raising=False)
-    _build_report("cpu", "default", "forloop", None, "full", get_model("nanogpt"))
+    _build_report.__wrapped__("cpu", "default", "forloop", None, "full", get_model("nanogpt"))
     [entry] = (p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
     assert entry == "report-nanogpt-cpu-default-forloop-full"
 

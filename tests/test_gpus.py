@@ -205,8 +205,12 @@ def test_a_gpu_needs_the_cuda_platform():
 def test_cache_entries_are_per_gpu(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMMEM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SYMMEM_NO_CACHE", raising=False)
-    plain = _build_report("cuda", "default", "default", None, "none", get_model("nanogpt"))
-    h200 = _build_report("cuda", "default", "default", "h200", "none", get_model("nanogpt"))
+    plain = _build_report.__wrapped__(
+        "cuda", "default", "default", None, "none", get_model("nanogpt")
+    )
+    h200 = _build_report.__wrapped__(
+        "cuda", "default", "default", "h200", "none", get_model("nanogpt")
+    )
     names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
     assert names == ["report-nanogpt-cuda-default-fused", "report-nanogpt-cuda-h200-default-fused"]
     assert plain.kernels[(True, False)] == "efficient" and h200.kernels[(True, False)] == "cudnn"
