@@ -222,12 +222,17 @@ def causal_lm_loss(t: Trace, logits: Tensor, labels: Tensor) -> Tensor:
     ``logits.float()`` (a copy under AMP, the logits themselves in fp32); the labels padded by
     one ``-100`` (a new (B, S + 1) int64, alive to the end) and shifted,
     ``labels[..., 1:].contiguous()`` (a new (B, S) int64, which ``nll_loss`` saves as its
-    target); then ``cross_entropy(logits.view(-1, V), shift_labels.view(-1),
-    ignore_index=-100)`` (:func:`symmem.ops.layers.cross_entropy`).
+    target; with B = 1 the slice is contiguous already, so the target saved is the padded
+    labels themselves, (S + 1) int64); then
+    ``cross_entropy(logits.view(-1, V), shift_labels.view(-1), ignore_index=-100)``
+    (:func:`symmem.ops.layers.cross_entropy`).
     """
     b, s = labels.shape
     v = logits.shape[-1]
     logits = t.cast(logits, FLOAT32)
     labels = t.new((b, s + 1), INT64)
-    shift_labels = t.new((b, s), INT64)
+    if t.holds(sympy.Eq(b, 1)):  # one row: the slice is contiguous, and is what nll_loss saves
+        shift_labels = Tensor((b, s), INT64, labels.storage)
+    else:
+        shift_labels = t.new((b, s), INT64)
     return cross_entropy(t, logits.view(b * s, v), shift_labels.view(b * s))
