@@ -240,3 +240,11 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 def test_config_rejects_what_gpt2_does_not_have():
     with pytest.raises(ConfigError, match="--F does not apply to gpt2"):
         Config(model="gpt2", F=100)
+
+
+def test_latex_peak_names_gpt2s_switches_and_loop():
+    from symmem.render.latex import peak
+
+    report = build_report("cuda", model="gpt2")
+    text = peak(report, Config(model="gpt2", B=2, S=64, D=96, NH=4, V=500, L=2, SMAX=64))
+    assert "the plain loop" in text and "TIED=1" in text and "BIAS" not in text
