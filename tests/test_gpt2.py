@@ -248,3 +248,9 @@ def test_latex_peak_names_gpt2s_switches_and_loop():
     report = build_report("cuda", model="gpt2")
     text = peak(report, Config(model="gpt2", B=2, S=64, D=96, NH=4, V=500, L=2, SMAX=64))
     assert "the plain loop" in text and "TIED=1" in text and "BIAS" not in text
+
+
+def test_html_names_gpt2s_switches():
+    report = build_report("cuda", model="gpt2")
+    html = report.at(Config(model="gpt2", B=2, S=64, D=96, NH=4, V=500, L=2, SMAX=64))._repr_html_()
+    assert "tied=on" in html and "bias" not in html
