@@ -254,3 +254,29 @@ def test_html_names_gpt2s_switches():
     report = build_report("cuda", model="gpt2")
     html = report.at(Config(model="gpt2", B=2, S=64, D=96, NH=4, V=500, L=2, SMAX=64))._repr_html_()
     assert "tied=on" in html and "bias" not in html
+
+
+@pytest.mark.slow
+def test_plots_against_b_and_s_mark_what_solve_returns():
+    pytest.importorskip("matplotlib")
+    from symmem.plot import batch_plot, sequence_plot
+    from symmem.solve import largest
+
+    report = build_report("cuda", model="gpt2")
+    config = Config(model="gpt2", B=4, S=512, D=96, NH=4, V=500, L=2, SMAX=2048, amp=True)
+    for plot, symbol in ((batch_plot, "B"), (sequence_plot, "S")):
+        ax = plot(report, config, budget="1GiB")
+        (marker,) = [line for line in ax.get_lines() if line.get_gid() == "largest"]
+        solution = largest(report, config.with_(**{symbol: None}), symbol, "1GiB")
+        assert list(marker.get_xdata()) == [solution.value]
+        assert max(int(x) for x in ax.get_xlim()) <= 2048
+
+
+def test_solving_for_s_stops_at_the_position_table():
+    from symmem.solve import largest
+
+    report = build_report("cuda", model="gpt2")
+    config = Config(model="gpt2", B=1, D=96, NH=4, V=500, L=2, SMAX=300)
+    solution = largest(report, config, "S", "80GiB", quantity="total")
+    assert (solution.value, solution.limited_by) == (300, "upper bound")
+    assert largest(report, config, "S", "80GiB", quantity="total", upper=100).value == 100
