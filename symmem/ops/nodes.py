@@ -21,6 +21,8 @@ NODES = MappingProxyType(
         "AddmmBackward0":                                 ("mat1", "mat2"),
         "GeluBackward0":                                  ("self",),
         "MulBackward0":                                   ("self", "other"),
+        "PowBackward0":                                   ("self",),
+        "TanhBackward0":                                  ("result",),
         "NativeDropoutBackward0":                         ("result1",),
         "BmmBackward0":                                   ("self", "mat2"),
         "SafeSoftmaxBackward0":                           ("result",),

@@ -291,11 +291,16 @@ def build_model(config: Config, dev: torch.device, checkpoint: str = "none") -> 
 
 
 def build_adamw(model: Any, optimizer: str, dev: torch.device) -> torch.optim.AdamW:
-    """nanoGPT's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default`` (fused on CUDA, as
-    nanoGPT asks; PyTorch's own choice elsewhere)."""
+    """The model's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default``. nanoGPT's
+    ``configure_optimizers`` (default: fused on CUDA, as nanoGPT asks; PyTorch's own choice
+    elsewhere); for a model without one (Hugging Face's), ``torch.optim.AdamW(model.parameters())``
+    (default: PyTorch's own choice everywhere)."""
+    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
+    if not hasattr(model, "configure_optimizers"):
+        fused, foreach = flags.get(optimizer, (None, None))
+        return torch.optim.AdamW(model.parameters(), fused=fused, foreach=foreach)
     if optimizer == "default" and dev.type == "cuda":
         optimizer = "fused"
-    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
     fused, foreach = flags.get(optimizer, (None, None))
     return model.configure_optimizers(
         weight_decay=0.1, learning_rate=6e-4, fused=fused, foreach=foreach
@@ -325,12 +330,14 @@ def measure(
     optimizer: str = "default",
     seed: int = 0,
     checkpoint: str = "none",
+    loop: str = "nanogpt",
 ) -> Measurement:
     """Run one training step of nanoGPT for ``config`` and measure every term.
 
     ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
     on CUDA, PyTorch's own default elsewhere). ``checkpoint`` is the activation checkpointing
     of the model: ``none``, ``full`` (each block) or ``selective`` (the attention core).
+    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`).
     """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
@@ -394,7 +401,12 @@ def measure(
     from symmem.validate.timeline import measure_timeline
 
     timeline = measure_timeline(
-        config, device=device, attention=attention, optimizer=optimizer, checkpoint=checkpoint
+        config,
+        device=device,
+        attention=attention,
+        optimizer=optimizer,
+        checkpoint=checkpoint,
+        loop=loop,
     )
     totals["peak"] = timeline.peak
     # The allocator's own count where there is a caching allocator; the live tensors on the CPU.
