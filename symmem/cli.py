@@ -117,6 +117,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "function: zero_grad, forward, backward, step); default: the architecture's own",
     )
     parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        metavar="K",
+        help="gradient accumulation: K micro-steps (forward, backward) per optimizer step, the "
+        "loss divided by K, as nanoGPT's gradient_accumulation_steps (nanogpt loop only)",
+    )
+    parser.add_argument(
         "--allocator",
         choices=tuple(ALLOCATORS),
         default="default",
@@ -246,6 +254,7 @@ def _report(args: argparse.Namespace, config: Config) -> Report:
         checkpoint=checkpoint,
         model=config.model,
         loop=args.loop,
+        grad_accum=args.grad_accum,
     )
 
 
@@ -479,6 +488,7 @@ def _validate(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         plot=args.plot,
         loop=args.loop,
+        grad_accum=args.grad_accum,
     )
 
 

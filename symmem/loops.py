@@ -8,6 +8,9 @@ the AdamW parameter groups are formed. :func:`symmem.step.simulate` reads these 
 
 >>> get_loop("plain").phases
 ('zero_grad', 'forward', 'backward', 'step')
+>>> get_loop("nanogpt").phases_for(3)  # doctest: +NORMALIZE_WHITESPACE
+('forward', 'next_batch', 'backward', 'forward k', 'next_batch k', 'backward k',
+ 'clip', 'step', 'zero_grad')
 >>> get_loop("nanogtp")
 Traceback (most recent call last):
 ...
@@ -43,6 +46,8 @@ class Loop:
             dimensions, then the rest) or ``one`` (``AdamW(model.parameters())``).
         default_optimizer: The AdamW implementation the loop runs on each platform by default
             (a platform not named runs the platform's own default).
+        accumulates: Runs ``gradient_accumulation_steps`` micro-steps (forward, backward) per
+            optimizer step.
         code: The Python the loop stands for (for the documentation).
     """
 
@@ -55,6 +60,7 @@ class Loop:
     clip: bool
     groups: str
     default_optimizer: Mapping[str, str] = field(default_factory=dict)
+    accumulates: bool = False
     code: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +69,32 @@ class Loop:
         object.__setattr__(
             self, "default_optimizer", MappingProxyType(dict(self.default_optimizer))
         )
+
+    @property
+    def micro_phases(self) -> tuple[str, ...]:
+        """The phases of one micro-step (forward to backward)."""
+        return tuple(p for p in self.phases if p in ("forward", "next_batch", "backward"))
+
+    def check(self, grad_accum: int) -> None:
+        """Raise ConfigError unless ``grad_accum`` micro-steps make sense for this loop."""
+        if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
+            raise ConfigError(f"--grad-accum must be a whole number >= 1, not {grad_accum!r}")
+        if grad_accum > 1 and not self.accumulates:
+            raise ConfigError(
+                f"--grad-accum {grad_accum} does not apply to the {self.name} loop: it runs one "
+                "forward and backward per step (use --loop nanogpt)"
+            )
+
+    def phases_for(self, grad_accum: int) -> tuple[str, ...]:
+        """The phases of a step of ``grad_accum`` micro-steps: the first micro-step's, then
+        (for 2 or more) those of a later one, suffixed `` k`` (micro-steps 2 to K are alike)."""
+        self.check(grad_accum)
+        if grad_accum == 1:
+            return self.phases
+        micro = self.micro_phases
+        last = self.phases.index(micro[-1]) + 1
+        later = tuple(f"{p} k" for p in micro)
+        return (*self.phases[:last], *later, *self.phases[last:])
 
     def optimizer(self, platform: str, platform_default: str) -> str:
         """The AdamW implementation ``default`` means for this loop on ``platform``."""
@@ -78,13 +110,15 @@ NANOGPT = Loop(
     next_batch=True,
     clip=True,
     groups="decay",
+    accumulates=True,
     code="""\
 while True:
-    with ctx:
-        logits, loss = model(X, Y)
-        loss = loss / gradient_accumulation_steps
-    X, Y = get_batch('train')
-    scaler.scale(loss).backward()
+    for micro_step in range(gradient_accumulation_steps):
+        with ctx:
+            logits, loss = model(X, Y)
+            loss = loss / gradient_accumulation_steps
+        X, Y = get_batch('train')
+        scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)

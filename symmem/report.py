@@ -114,6 +114,7 @@ class Report:
             and the parameter count at integer values of the model's sizes and switches (see
             :mod:`symmem.evaluate`); generated with the report and stored with it.
         loop: The training loop whose step gives the peak (:mod:`symmem.loops`).
+        grad_accum: Its micro-steps per optimizer step (``gradient_accumulation_steps``).
     """
 
     model: Model
@@ -130,6 +131,7 @@ class Report:
     steps: tuple[StepRun, ...] = field(repr=False)
     evaluator: str = field(repr=False)
     loop: Loop = NANOGPT_LOOP
+    grad_accum: int = 1
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -320,6 +322,7 @@ def build_report(
     checkpoint: str = "none",
     model: str | Model = "nanogpt",
     loop: str | Loop | None = None,
+    grad_accum: int = 1,
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
     ``attention`` (a kernel name or ``default``) and
@@ -327,7 +330,8 @@ def build_report(
     preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
     ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
-    :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``).
+    :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``) with
+    ``grad_accum`` micro-steps.
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -338,7 +342,8 @@ def build_report(
     """
     arch = get_model(model)
     chosen = get_loop(arch.loop if loop is None else loop)
-    return _build_report(platform, attention, optimizer, gpu, checkpoint, arch, chosen)
+    chosen.check(grad_accum)
+    return _build_report(platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum)
 
 
 @cache
@@ -350,6 +355,7 @@ def _build_report(
     checkpoint: str,
     model: Model,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
 ) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
@@ -360,9 +366,11 @@ def _build_report(
     where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
     mode = "" if checkpoint == "none" else f"-{checkpoint}"
     mode += "" if loop.name == "nanogpt" else f"-{loop.name}"
+    micro = min(grad_accum, 2)  # micro-steps 2 to K are alike
+    mode += "" if micro == 1 else f"-k{micro}"
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop),
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -380,6 +388,7 @@ def _build_report(
         steps,
         evaluator,
         loop,
+        grad_accum,
     )
 
 
@@ -402,6 +411,7 @@ def _build_parts(
     optimizer: str,
     checkpoint: str = "none",
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (parameter bytes / their item size) and the evaluator's source."""
@@ -423,7 +433,7 @@ def _build_parts(
         for scenario, trace in _explore(model, plat, kernel, start, checkpoint):
             raws = _raw_terms(model, trace, plat.optimizers[optimizer])
             runs.append((start.combo, scenario, raws))
-        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint, loop)
+        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum)
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -435,7 +445,7 @@ def _build_parts(
     terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
     totals["saved"] = paper_form(_saved(runs, model, free))
-    phases, peaks = _peaks(steps, switches, free, loop.phases)
+    phases, peaks = _peaks(steps, switches, free, loop.phases_for(grad_accum))
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
@@ -467,6 +477,7 @@ def _explore_step(
     optimizer: str,
     checkpoint: str,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
@@ -475,7 +486,7 @@ def _explore_step(
         trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, step_location, loop)
+            phases = simulate(trace, optimizer, step_location, loop, grad_accum)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -484,7 +495,9 @@ def _explore_step(
         if platform.caching_allocator:
             workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
             resident = sympy.Integer(workspaces)
-            allocated = walk(trace, optimizer, step_location, block_bytes, resident, loop)
+            allocated = walk(
+                trace, optimizer, step_location, block_bytes, resident, loop, grad_accum
+            )
         yield StepRun(scenario, phases, allocated, workspaces)
 
 

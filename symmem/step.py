@@ -136,12 +136,19 @@ def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
 
 
 def simulate(
-    trace: Trace, optimizer: str, step_location: str, loop: Loop = NANOGPT_LOOP
+    trace: Trace,
+    optimizer: str,
+    step_location: str,
+    loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
 ) -> tuple[StepPhase, ...]:
-    """One training step of ``loop`` under ``trace``'s scenario (``trace.events`` must be a
-    list), as the bytes of live tensors. :func:`walk` reads the same step again another way.
+    """One training step of ``loop`` with ``grad_accum`` micro-steps under ``trace``'s scenario
+    (``trace.events`` must be a list), as the bytes of live tensors. :func:`walk` reads the same
+    step again another way.
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
+    With 2 or more micro-steps, the first and one later micro-step are simulated: the later
+    ones all start alike (the previous micro-step's gradients and logits alive).
     """
     assert trace.events is not None
     model = trace.model
@@ -154,22 +161,6 @@ def simulate(
     if loop.phases[0] == "zero_grad":
         trace.mark("zero_grad")  # the previous step's gradients: added by walk
 
-    trace.mark("forward")
-    held["logits"], held["loss"] = model.forward(trace, held["X"], held["Y"])
-    held["returned"] = list(trace.returned)  # what the model's output holds, with the logits
-    trace.returned.clear()
-    if loop.divides_loss:
-        held["loss"] = ops.divide(trace, held["loss"])
-    trace.mark("every block")  # autocast's cache holds copies from every block
-    trace.end_forward()
-    trace.mark("/every block")
-
-    if loop.next_batch:
-        trace.mark("next_batch")
-        held["X"], held["Y"] = model.batch(trace)
-        trace.end_forward()
-
-    trace.mark("backward")
     grads: dict[int, ops.Tensor] = {}
     in_block = [False]
 
@@ -179,8 +170,26 @@ def simulate(
             trace.mark("block" if inside else "/block")
             in_block[0] = inside
 
-    backward(trace, held["loss"], grads, on_node)
-    trace.nodes.clear()
+    for suffix in _suffixes(grad_accum):
+        trace.mark("forward" + suffix)
+        held["logits"], held["loss"] = model.forward(trace, held["X"], held["Y"])
+        held["returned"] = list(trace.returned)  # what the model's output holds, with logits
+        trace.returned.clear()
+        if loop.divides_loss:
+            held["loss"] = ops.divide(trace, held["loss"])
+        trace.mark("every block")  # autocast's cache holds copies from every block
+        trace.end_forward()
+        trace.mark("/every block")
+
+        if loop.next_batch:
+            trace.mark("next_batch" + suffix)
+            held["X"], held["Y"] = model.batch(trace)
+            trace.end_forward()
+
+        trace.mark("backward" + suffix)
+        in_block[0] = False
+        backward(trace, held["loss"], grads, on_node)
+        trace.nodes.clear()
     trace.mark(_TAIL)  # clip and step are analytic (see walk)
     trace.mark("every block")
     del grads  # zero_grad(set_to_none=True) frees every block's gradients
@@ -188,7 +197,12 @@ def simulate(
     if not loop.holds_previous:
         trace.mark(_RETURN)  # the step's function returns: its locals die
         held.pop("logits"), held.pop("loss"), held.pop("returned")
-    return walk(trace, optimizer, step_location, loop=loop)
+    return walk(trace, optimizer, step_location, loop=loop, grad_accum=grad_accum)
+
+
+def _suffixes(grad_accum: int) -> tuple[str, ...]:
+    """The micro-steps simulated: the first, and a later one where there are several."""
+    return ("",) if grad_accum == 1 else ("", " k")
 
 
 #: Marks in the event log: the analytic end of the step starts; the step's function returns.
@@ -206,6 +220,7 @@ def walk(
     size: Callable[[sympy.Expr], sympy.Expr] = _exact,
     resident: sympy.Expr = sympy.S.Zero,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
 ) -> tuple[StepPhase, ...]:
     """The phases of the step :func:`simulate` ran on ``trace`` with ``loop``: its event log,
     with the analytic clip, step and zero_grad phases added.
@@ -223,9 +238,10 @@ def walk(
     zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
     return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
+    names = loop.phases_for(grad_accum)
     for i, (kind, key, nbytes, location, what) in enumerate(events):
         if kind == "mark":
-            if what in (*loop.phases, _TAIL, _RETURN):
+            if what in (*names, _TAIL, _RETURN):
                 phase, region = what, "pre"
             elif what in ("every block", "/every block"):
                 every = what == "every block"
@@ -254,26 +270,28 @@ def walk(
             live -= freed
 
     base = _state_bytes(trace, step_location, size) + resident
-    growth_f = marks[("forward", "/block")] - marks[("forward", "block")]
-    growth_b = marks[("backward", "/block")] - marks[("backward", "block")]
     others = L - 1
+    # What the L - 1 blocks not traced add, by phase and region: each block's net growth in the
+    # forward and the backward of every micro-step so far.
+    table: dict[str, dict[str, list[sympy.Expr]]] = {}
+    carry = sympy.Integer(0)
+    for suffix in _suffixes(grad_accum):
+        forward, batch, back = ("forward" + suffix, "next_batch" + suffix, "backward" + suffix)
+        f = others * (marks[(forward, "/block")] - marks[(forward, "block")])
+        b = others * (marks[(back, "/block")] - marks[(back, "block")])
+        table[forward] = {"pre": [carry], "block": [carry, carry + f], "post": [carry + f]}
+        table[batch] = {"pre": [carry + f]}
+        table[back] = {"pre": [carry + f], "block": [carry + f, carry + f + b]}
+        table[back]["post"] = [carry + f + b]
+        carry += f + b
 
     def shifts(phase: str, region: str) -> list[sympy.Expr]:
-        if phase == "forward":
-            return {"pre": [0], "block": [0, others * growth_f], "post": [others * growth_f]}[
-                region
-            ]
-        if phase == "next_batch":
-            return [others * growth_f]
-        if phase == "backward":
-            f, b = others * growth_f, others * growth_b
-            return {"pre": [f], "block": [f, f + b], "post": [f + b]}[region]
-        return [others * (growth_f + growth_b)]
+        return table[phase][region] if phase in table else [carry]
 
     def at_mark(phase: str) -> sympy.Expr:
         return sympy.expand(base + marks[(phase, phase)] + shifts(phase, "pre")[-1])
 
-    traced = [p for p in loop.phases if p in ("forward", "next_batch", "backward")]
+    traced = [p for p in names if p in table]
     starts = [at_mark(p) for p in (*traced, _TAIL)]
     found_by: dict[str, StepPhase] = {}
     for name, start, end in zip(traced, starts, starts[1:], strict=False):
@@ -300,7 +318,7 @@ def walk(
     else:
         end = sympy.expand(after - zero_grad_frees)
         found_by["zero_grad"] = StepPhase("zero_grad", after, end, ((after, "start"),))
-    return tuple(found_by[name] for name in loop.phases)
+    return tuple(found_by[name] for name in names)
 
 
 def _state_bytes(

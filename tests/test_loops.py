@@ -150,3 +150,64 @@ def test_cli_loop(capsys):
     with pytest.raises(SystemExit) as info:
         main([*argv, "--loop", "jax"])
     assert info.value.code == 2
+
+
+@needs_torch
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize(("grad_accum", "optimizer"), [(2, "forloop"), (3, "foreach")])
+def test_gradient_accumulation_equals_measurement_on_cpu(config, grad_accum, optimizer):
+    from symmem.validate.timeline import measure_timeline
+
+    report = build_report("cpu", "default", optimizer, grad_accum=grad_accum)
+    estimate = report.at(config)
+    timeline = measure_timeline(config, optimizer=optimizer, grad_accum=grad_accum)
+    measured = [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert _phases(estimate) == measured
+    assert estimate.totals["peak"] == timeline.peak
+    # A later micro-step starts with the first one's gradients alive.
+    phases = {name: (start, end) for name, start, end, _ in estimate.timeline}
+    assert phases["forward k"][0] == phases["forward"][0] + estimate.totals["grads"]
+    assert phases["backward k"][1] == phases["backward"][1]  # added in place, then let go
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_phases_and_k():
+    one = build_report("cpu", grad_accum=1)
+    assert one is build_report("cpu")  # K = 1 is today's step
+    two = build_report("cpu", grad_accum=2)
+    forty = build_report("cpu", grad_accum=40)
+    assert forty.grad_accum == 40
+    assert tuple(forty.phases) == LOOPS["nanogpt"].phases_for(40)
+    config = CONFIGS[1]
+    # Micro-steps 2 to K are alike: K only names how many there are.
+    assert forty.at(config).totals == two.at(config).totals
+    assert two.at(config).totals["peak"] > one.at(config).totals["peak"]
+
+
+@pytest.mark.parametrize(
+    ("grad_accum", "loop", "message"),
+    [
+        (0, "nanogpt", "whole number >= 1, not 0"),
+        (-2, "nanogpt", "whole number >= 1, not -2"),
+        (2.0, "nanogpt", "whole number >= 1, not 2.0"),
+        (2, "plain", "does not apply to the plain loop"),
+    ],
+)
+def test_bad_gradient_accumulation(grad_accum, loop, message):
+    with pytest.raises(ConfigError, match=message):
+        build_report("cpu", loop=loop, grad_accum=grad_accum)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--grad-accum", "0"], "--grad-accum must be a whole number >= 1, not 0"),
+        (["--grad-accum", "2", "--loop", "plain"], "does not apply to the plain loop"),
+    ],
+)
+def test_cli_bad_gradient_accumulation(capsys, flags, message):
+    from symmem.cli import main
+
+    assert main(["estimate", "--platform", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -326,13 +326,15 @@ def measure(
     seed: int = 0,
     checkpoint: str = "none",
     loop: str = "nanogpt",
+    grad_accum: int = 1,
 ) -> Measurement:
     """Run one training step of nanoGPT for ``config`` and measure every term.
 
     ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
     on CUDA, PyTorch's own default elsewhere). ``checkpoint`` is the activation checkpointing
     of the model: ``none``, ``full`` (each block) or ``selective`` (the attention core).
-    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`).
+    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`),
+    with ``grad_accum`` micro-steps.
     """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
@@ -402,6 +404,7 @@ def measure(
         optimizer=optimizer,
         checkpoint=checkpoint,
         loop=loop,
+        grad_accum=grad_accum,
     )
     totals["peak"] = timeline.peak
     # The allocator's own count where there is a caching allocator; the live tensors on the CPU.

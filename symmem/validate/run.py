@@ -73,12 +73,14 @@ def run_validation(
     checkpoint: str = "none",
     plot: str | None = None,
     loop: str | None = None,
+    grad_accum: int = 1,
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
 
     ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT;
     ``plot`` a file to draw the comparison in (:func:`symmem.plot.validation_plot`), checked
-    before anything runs; ``loop`` the training loop measured (``None``: the architecture's).
+    before anything runs; ``loop`` the training loop measured (``None``: the architecture's),
+    with ``grad_accum`` micro-steps.
     """
     platform = platform or device
     if platform != device:
@@ -86,7 +88,13 @@ def run_validation(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
     report = build_report(
-        platform, attention, optimizer, checkpoint=checkpoint, model=config.model, loop=loop
+        platform,
+        attention,
+        optimizer,
+        checkpoint=checkpoint,
+        model=config.model,
+        loop=loop,
+        grad_accum=grad_accum,
     )
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
@@ -108,6 +116,7 @@ def run_validation(
             optimizer=report.optimizer,
             checkpoint=checkpoint,
             loop=report.loop.name,
+            grad_accum=grad_accum,
         )
     comparison = compare(estimate, measurement)
     if plot is not None:

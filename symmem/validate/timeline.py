@@ -118,16 +118,20 @@ def measure_timeline(
     seed: int = 0,
     checkpoint: str = "none",
     loop: str = "nanogpt",
+    grad_accum: int = 1,
 ) -> Timeline:
     """Run ``loop`` (:mod:`symmem.loops`: nanoGPT's training loop by default) for ``config`` and
     measure live memory phase by phase.
 
     ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does (the plain loop
     never clips). ``checkpoint`` is the model's activation checkpointing: ``none``, ``full`` or
-    ``selective``.
+    ``selective``. With ``grad_accum`` >= 2 micro-steps, the phases of the first micro-step keep
+    their names and those of the last one are suffixed `` k``
+    (:meth:`symmem.loops.Loop.phases_for`).
     """
     config.require_complete()
     chosen = get_loop(loop)
+    names = chosen.phases_for(grad_accum)
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -139,9 +143,9 @@ def measure_timeline(
         if chosen.name == "plain":
             peak = _train_plain(config, dev, attention, optimizer, checkpoint)
         else:
-            peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint)
+            peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint, grad_accum)
     events = prof.profiler.kineto_results.experimental_event_tree()
-    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", chosen.phases)
+    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", names)
     return Timeline(config, device, phases, peak)
 
 
@@ -183,13 +187,14 @@ def _train(
     optimizer: str,
     grad_clip: float,
     checkpoint: str = "none",
+    gradient_accumulation_steps: int = 1,
 ) -> int | None:
-    """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
+    """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler (of its
+    micro-steps, the first and the last)."""
     model = build_model(config, dev, checkpoint)
     forward = reference(config).run
     adamw = build_adamw(model, optimizer, dev)
     autocast = autocast_context(config, dev)
-    gradient_accumulation_steps = 1
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,19 +205,26 @@ def _train(
 
     held: dict[str, Any] = {}  # the loop's variables: X, Y, logits, loss
 
-    def one_step(mark: str) -> None:
-        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
-            return record_function(mark + name) if mark else contextlib.nullcontext()
-
-        with phase("forward"), autocast:
+    def micro(phase: Any, suffix: str) -> None:
+        with phase("forward" + suffix), autocast:
             output = forward(model, held["X"], held["Y"])
             held["logits"], held["loss"], held["out"] = output.logits, output.loss, output.held
             del output
             held["loss"] = held["loss"] / gradient_accumulation_steps
-        with phase("next_batch"):
+        with phase("next_batch" + suffix):
             held["X"], held["Y"] = get_batch()
-        with phase("backward"):
+        with phase("backward" + suffix):
             held["loss"].backward()
+
+    def one_step(mark: str) -> None:
+        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
+            return record_function(mark + name) if mark else contextlib.nullcontext()
+
+        for micro_step in range(gradient_accumulation_steps):
+            if micro_step == 0 or micro_step == gradient_accumulation_steps - 1:
+                micro(phase, " k" if micro_step else "")
+            else:
+                micro(lambda name: contextlib.nullcontext(), "")
         with phase("clip"):
             if grad_clip != 0.0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
