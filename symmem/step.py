@@ -308,7 +308,8 @@ def walk(
     # A 0-dim norm per parameter tensor, their stack and the total norm.
     norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
     found_by["clip"] = StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),))
-    temporaries = _step_temporaries(optimizer, params, size, loop.groups)
+    wrapped = size(sympy.Integer(8)) if trace.platform.wrapped == DEVICE else sympy.Integer(0)
+    temporaries = _step_temporaries(optimizer, params, size, loop.groups, wrapped)
     step = [(sympy.expand(after + c), what) for c, what in temporaries]
     found_by["step"] = StepPhase("step", after, after, prune([(after, "start"), *step]))
     if loop.phases[0] == "zero_grad":  # at the start of the next step, once the locals died
@@ -356,9 +357,12 @@ def _step_temporaries(
     params: Sequence[_Numel],
     size: Callable[[sympy.Expr], sympy.Expr],
     grouping: str = "decay",
+    wrapped: sympy.Expr = sympy.S.Zero,
 ) -> list[tuple[sympy.Expr, str]]:
     """Bytes of AdamW's temporaries (fp32, one per parameter tensor) at each candidate peak of
-    its step.
+    its step. ``wrapped`` is what a Python float made a tensor takes on the device (8 B of
+    float64 on the CPU, nothing beside a GPU): the for-loop's ``sqrt() / bias_correction2_sqrt``
+    holds one while ``div`` allocates.
 
     ``decay``: nanoGPT's two parameter groups, tensors of 2 or more dims (decayed), then the
     rest, each in ``named_parameters`` order; ``one``: every parameter in that order.
@@ -375,10 +379,10 @@ def _step_temporaries(
         elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
             before = [sympy.Integer(0), *(size(4 * p.numel) for p in group)]
             for previous, p in zip(before, group, strict=False):
-                found.append((previous + 2 * size(4 * p.numel), f"div ({p.name})"))
+                found.append((previous + 2 * size(4 * p.numel) + wrapped, f"div ({p.name})"))
             blocks = [p for p in group if p.layers != 1]
             if len(blocks) > 1:  # the last block's last tensor, then the next block's first
-                crossing = size(4 * blocks[-1].numel) + 2 * size(4 * blocks[0].numel)
+                crossing = size(4 * blocks[-1].numel) + 2 * size(4 * blocks[0].numel) + wrapped
                 found.append((sympy.Piecewise((crossing, L >= 2), (0, True)), "div"))
     return found
 

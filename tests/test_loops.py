@@ -211,3 +211,23 @@ def test_cli_bad_gradient_accumulation(capsys, flags, message):
     assert main(["estimate", "--platform", "cpu", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@needs_torch
+@pytest.mark.parametrize("loop", ["nanogpt", "plain"])
+def test_wrapped_number_at_the_forloop_step_peak(loop):
+    # Few tokens, wide layers: the peak falls in the for-loop AdamW step, where
+    # ``exp_avg_sq.sqrt() / bias_correction2_sqrt`` wraps the float as an 8-byte float64 tensor
+    # alive while div allocates; the CPU keeps it on the device.
+    from symmem.validate.timeline import measure_timeline
+
+    config = Config(B=1, S=5, D=132, NH=3, V=41, L=2)
+    estimate = build_report("cpu", "default", "forloop", loop=loop).at(config)
+    timeline = measure_timeline(config, optimizer="forloop", loop=loop)
+    assert estimate.peak_at == ("step", "div (transformer.h.*.mlp.c_proj.weight)")
+    assert timeline.peak_phase == "step" and timeline.phase("step").at == "div"
+    assert estimate.totals["peak"] == timeline.peak
+    # Beside a GPU the wrapped number is in host memory: the same step on CUDA has no 8 B.
+    from symmem.platforms import get_platform
+
+    assert get_platform("cuda").wrapped == "host" and get_platform("cpu").wrapped == "device"

@@ -14,10 +14,12 @@ built, so every live storage is known.
 
 Live memory counts the storages that operators return: an allocation made inside an operator
 and freed before the operator returns (a kernel's scratch buffer) is counted separately, as
-``scratch``, and allocations made outside any operator (Python numbers wrapped as 0-dim
-tensors) are not counted. "Operator" means one the dispatcher runs after composite operators
-are decomposed: ``mm``, not ``linear``; where the profiler shows no such operator around an
-allocation, the innermost composite one (``where``) stands for it.
+``scratch``. Allocations made outside any operator are Python numbers wrapped as 0-dim
+tensors (``loss / gradient_accumulation_steps``, AdamW's ``sqrt() / bias_correction2_sqrt``):
+they are counted as live, named ``wrapped number``, for as long as they live. "Operator" means
+one the dispatcher runs after composite operators are decomposed: ``mm``, not ``linear``; where
+the profiler shows no such operator around an allocation, the innermost composite one
+(``where``) stands for it.
 
 With activation checkpointing, ``torch.utils.checkpoint`` stashes the RNG state with
 ``torch.get_rng_state()`` when a region starts, and again (``torch.random.fork_rng``) while backward
@@ -56,6 +58,7 @@ PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 
 _MARK = "symmem:"
 _OP = "symmem_op::"  # a record_function range that stands for an operator
+_WRAPPED = "wrapped number"
 
 
 @dataclass(frozen=True)
@@ -347,7 +350,7 @@ def _phases(roots: list[Any], device: str, names: tuple[str, ...] = PHASES) -> t
     deltas: list[tuple[int, int, int, str]] = []  # (time, live delta, scratch delta, op)
     for block in done:
         if not block.op:
-            continue
+            block.op = _WRAPPED  # made outside any operator: a Python number as a tensor
         inside = block.end is not None and block.end <= block.op_end
         live, extra = (0, block.size) if inside else (block.size, 0)
         deltas.append((block.start, live, extra, block.op))
