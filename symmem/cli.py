@@ -19,7 +19,7 @@ from symmem.allocator import ALLOCATORS, describe
 from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
-from symmem.loops import LOOPS
+from symmem.loops import AMP_DTYPES, LOOPS
 from symmem.model import MODELS, get_model
 from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
@@ -123,6 +123,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="gradient accumulation: K micro-steps (forward, backward) per optimizer step, the "
         "loss divided by K, as nanoGPT's gradient_accumulation_steps (nanogpt loop only)",
+    )
+    parser.add_argument(
+        "--amp-dtype",
+        choices=AMP_DTYPES,
+        default="bf16",
+        help="autocast's dtype with --amp: bf16 or fp16 (the same bytes; the nanogpt loop then "
+        "runs a GradScaler, as nanoGPT does)",
     )
     parser.add_argument(
         "--allocator",
@@ -255,6 +262,7 @@ def _report(args: argparse.Namespace, config: Config) -> Report:
         model=config.model,
         loop=args.loop,
         grad_accum=args.grad_accum,
+        amp_dtype=args.amp_dtype,
     )
 
 
@@ -489,6 +497,7 @@ def _validate(args: argparse.Namespace) -> int:
         plot=args.plot,
         loop=args.loop,
         grad_accum=args.grad_accum,
+        amp_dtype=args.amp_dtype,
     )
 
 

@@ -42,6 +42,7 @@ class DType:
 FLOAT32 = DType("float32", 4)
 BFLOAT16 = DType("bfloat16", 2)
 FLOAT16 = DType("float16", 2)
+INT32 = DType("int32", 4)
 INT64 = DType("int64", 8)
 UINT64 = DType("uint64", 8)
 BOOL = DType("bool", 1)

@@ -26,7 +26,10 @@ from types import MappingProxyType
 
 from symmem.errors import ConfigError
 
-__all__ = ["LOOPS", "Loop", "get_loop"]
+__all__ = ["AMP_DTYPES", "LOOPS", "Loop", "get_loop"]
+
+#: Autocast dtypes under AMP: both take 2 bytes; nanoGPT runs a GradScaler with ``fp16``.
+AMP_DTYPES = ("bf16", "fp16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +51,8 @@ class Loop:
             (a platform not named runs the platform's own default).
         accumulates: Runs ``gradient_accumulation_steps`` micro-steps (forward, backward) per
             optimizer step.
+        scaler: Runs a ``torch.amp.GradScaler`` under fp16 autocast (``scale`` before backward,
+            ``unscale_`` before clipping, ``step`` and ``update``).
         code: The Python the loop stands for (for the documentation).
     """
 
@@ -61,6 +66,7 @@ class Loop:
     groups: str
     default_optimizer: Mapping[str, str] = field(default_factory=dict)
     accumulates: bool = False
+    scaler: bool = False
     code: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -85,16 +91,20 @@ class Loop:
                 "forward and backward per step (use --loop nanogpt)"
             )
 
-    def phases_for(self, grad_accum: int) -> tuple[str, ...]:
+    def phases_for(self, grad_accum: int, scaler: bool = False) -> tuple[str, ...]:
         """The phases of a step of ``grad_accum`` micro-steps: the first micro-step's, then
-        (for 2 or more) those of a later one, suffixed `` k`` (micro-steps 2 to K are alike)."""
+        (for 2 or more) those of a later one, suffixed `` k`` (micro-steps 2 to K are alike);
+        with ``scaler`` (a GradScaler runs), ``unscale`` after the micro-steps and ``update``
+        after ``step``."""
         self.check(grad_accum)
-        if grad_accum == 1:
-            return self.phases
         micro = self.micro_phases
         last = self.phases.index(micro[-1]) + 1
-        later = tuple(f"{p} k" for p in micro)
-        return (*self.phases[:last], *later, *self.phases[last:])
+        later = tuple(f"{p} k" for p in micro) if grad_accum > 1 else ()
+        rest = self.phases[last:]
+        if scaler and self.scaler:
+            at = rest.index("step") + 1
+            rest = ("unscale", *rest[:at], "update", *rest[at:])
+        return (*self.phases[:last], *later, *rest)
 
     def optimizer(self, platform: str, platform_default: str) -> str:
         """The AdamW implementation ``default`` means for this loop on ``platform``."""
@@ -111,6 +121,7 @@ NANOGPT = Loop(
     clip=True,
     groups="decay",
     accumulates=True,
+    scaler=True,
     code="""\
 while True:
     for micro_step in range(gradient_accumulation_steps):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Any
@@ -23,11 +23,12 @@ import sympy
 from symmem.allocator import block_bytes, workspace_bytes
 from symmem.cache import cached
 from symmem.config import Config
+from symmem.dtypes import FLOAT16
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
+from symmem.loops import AMP_DTYPES, Loop, get_loop
 from symmem.loops import NANOGPT as NANOGPT_LOOP
-from symmem.loops import Loop, get_loop
 from symmem.model import Model, get_model
 from symmem.ops.checkpoint import CHECKPOINTS
 from symmem.ops.graph import (
@@ -115,6 +116,8 @@ class Report:
             :mod:`symmem.evaluate`); generated with the report and stored with it.
         loop: The training loop whose step gives the peak (:mod:`symmem.loops`).
         grad_accum: Its micro-steps per optimizer step (``gradient_accumulation_steps``).
+        amp_dtype: The autocast dtype under AMP, ``bf16`` or ``fp16`` (same bytes; the nanoGPT
+            loop runs a GradScaler with fp16).
     """
 
     model: Model
@@ -132,6 +135,7 @@ class Report:
     evaluator: str = field(repr=False)
     loop: Loop = NANOGPT_LOOP
     grad_accum: int = 1
+    amp_dtype: str = "bf16"
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -323,6 +327,7 @@ def build_report(
     model: str | Model = "nanogpt",
     loop: str | Loop | None = None,
     grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
     ``attention`` (a kernel name or ``default``) and
@@ -331,7 +336,7 @@ def build_report(
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
     ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
     :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``) with
-    ``grad_accum`` micro-steps.
+    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``) with AMP.
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -343,7 +348,11 @@ def build_report(
     arch = get_model(model)
     chosen = get_loop(arch.loop if loop is None else loop)
     chosen.check(grad_accum)
-    return _build_report(platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum)
+    if amp_dtype not in AMP_DTYPES:
+        raise ConfigError(f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {amp_dtype!r}")
+    return _build_report(
+        platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum, amp_dtype
+    )
 
 
 @cache
@@ -356,6 +365,7 @@ def _build_report(
     model: Model,
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
@@ -368,9 +378,13 @@ def _build_report(
     mode += "" if loop.name == "nanogpt" else f"-{loop.name}"
     micro = min(grad_accum, 2)  # micro-steps 2 to K are alike
     mode += "" if micro == 1 else f"-k{micro}"
+    fp16 = amp_dtype == "fp16"
+    if fp16:
+        plat = replace(plat, half=FLOAT16)  # the same bytes as bfloat16, named as they are
+        mode += "-fp16"
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro),
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -389,6 +403,7 @@ def _build_report(
         evaluator,
         loop,
         grad_accum,
+        amp_dtype,
     )
 
 
@@ -412,6 +427,7 @@ def _build_parts(
     checkpoint: str = "none",
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
+    fp16: bool = False,
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (parameter bytes / their item size) and the evaluator's source."""
@@ -433,7 +449,9 @@ def _build_parts(
         for scenario, trace in _explore(model, plat, kernel, start, checkpoint):
             raws = _raw_terms(model, trace, plat.optimizers[optimizer])
             runs.append((start.combo, scenario, raws))
-        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum)
+        steps += _explore_step(
+            model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum, fp16
+        )
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -445,7 +463,7 @@ def _build_parts(
     terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
     totals["saved"] = paper_form(_saved(runs, model, free))
-    phases, peaks = _peaks(steps, switches, free, loop.phases_for(grad_accum))
+    phases, peaks = _peaks(steps, switches, free, loop.phases_for(grad_accum, fp16))
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
@@ -478,6 +496,7 @@ def _explore_step(
     checkpoint: str,
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
+    fp16: bool = False,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
@@ -486,7 +505,7 @@ def _explore_step(
         trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, step_location, loop, grad_accum)
+            phases = simulate(trace, optimizer, step_location, loop, grad_accum, fp16)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -496,7 +515,7 @@ def _explore_step(
             workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
             resident = sympy.Integer(workspaces)
             allocated = walk(
-                trace, optimizer, step_location, block_bytes, resident, loop, grad_accum
+                trace, optimizer, step_location, block_bytes, resident, loop, grad_accum, fp16
             )
         yield StepRun(scenario, phases, allocated, workspaces)
 

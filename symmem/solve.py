@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None, str, str, str, int]
+_Key = tuple[str, str, str, str | None, str, str, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -258,8 +258,9 @@ def _key(report: Report) -> _Key:
     name = gpu.name if gpu else None
     platform, model = report.platform.name, report.model.name
     checkpoint, loop = report.checkpoint, report.loop.name
-    accum = report.grad_accum
-    return (platform, report.attention, report.optimizer, name, checkpoint, model, loop, accum)
+    accum, amp = report.grad_accum, report.amp_dtype
+    optimizer = report.optimizer
+    return (platform, report.attention, optimizer, name, checkpoint, model, loop, accum, amp)
 
 
 @lru_cache(maxsize=256)

@@ -46,11 +46,12 @@ from typing import Any, NamedTuple
 import sympy
 
 from symmem import ops
-from symmem.dtypes import DEVICE, FLOAT32
+from symmem.dtypes import DEVICE, FLOAT32, INT32
 from symmem.loops import NANOGPT as NANOGPT_LOOP
 from symmem.loops import Loop
 from symmem.ops.engine import backward
 from symmem.ops.graph import Node, Scenario, Trace
+from symmem.ops.layers import scale
 from symmem.symbols import B, L, S, V
 
 __all__ = ["PHASES", "StepPhase", "StepRun", "dominated", "prune", "simulate", "walk"]
@@ -141,10 +142,12 @@ def simulate(
     step_location: str,
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
+    fp16: bool = False,
 ) -> tuple[StepPhase, ...]:
     """One training step of ``loop`` with ``grad_accum`` micro-steps under ``trace``'s scenario
     (``trace.events`` must be a list), as the bytes of live tensors. :func:`walk` reads the same
-    step again another way.
+    step again another way. ``fp16``: autocast runs in float16, where the loop runs a
+    GradScaler (under AMP only).
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
     With 2 or more micro-steps, the first and one later micro-step are simulated: the later
@@ -154,6 +157,9 @@ def simulate(
     model = trace.model
     held: dict[str, Any] = {}  # the loop's variables
     held["X"], held["Y"] = model.batch(trace)
+    scaler = fp16 and loop.scaler and trace.amp
+    if scaler:  # GradScaler's _scale (fp32) and _growth_tracker (int32), made by its first step
+        held["scaler"] = (trace.new((), FLOAT32), trace.new((), INT32))
     if loop.holds_previous:
         half = trace.platform.half if trace.amp else FLOAT32
         held["logits"] = trace.new((B, S, V), half)  # the previous step's
@@ -188,7 +194,9 @@ def simulate(
 
         trace.mark("backward" + suffix)
         in_block[0] = False
-        backward(trace, held["loss"], grads, on_node)
+        root = scale(trace, held["loss"]) if scaler else held["loss"]  # scaler.scale(loss)
+        backward(trace, root, grads, on_node)
+        del root
         trace.nodes.clear()
     trace.mark(_TAIL)  # clip and step are analytic (see walk)
     trace.mark("every block")
@@ -197,7 +205,7 @@ def simulate(
     if not loop.holds_previous:
         trace.mark(_RETURN)  # the step's function returns: its locals die
         held.pop("logits"), held.pop("loss"), held.pop("returned")
-    return walk(trace, optimizer, step_location, loop=loop, grad_accum=grad_accum)
+    return walk(trace, optimizer, step_location, loop=loop, grad_accum=grad_accum, fp16=fp16)
 
 
 def _suffixes(grad_accum: int) -> tuple[str, ...]:
@@ -221,9 +229,11 @@ def walk(
     resident: sympy.Expr = sympy.S.Zero,
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
+    fp16: bool = False,
 ) -> tuple[StepPhase, ...]:
     """The phases of the step :func:`simulate` ran on ``trace`` with ``loop``: its event log,
-    with the analytic clip, step and zero_grad phases added.
+    with the analytic clip, step and zero_grad phases added (and, where the loop runs a
+    GradScaler under fp16, ``unscale`` and ``update``: empty without AMP).
 
     ``size`` gives what an allocation of so many bytes takes (the bytes themselves by default;
     :func:`symmem.allocator.block_bytes` for a caching allocator); ``resident`` is held
@@ -238,7 +248,8 @@ def walk(
     zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
     return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
-    names = loop.phases_for(grad_accum)
+    names = loop.phases_for(grad_accum, fp16)
+    scaler = fp16 and loop.scaler and trace.amp
     for i, (kind, key, nbytes, location, what) in enumerate(events):
         if kind == "mark":
             if what in (*names, _TAIL, _RETURN):
@@ -303,15 +314,39 @@ def walk(
         ]
         found_by[name] = StepPhase(name, start, end, prune([(start, "start"), *found]))
     after = starts[-1]
+    four, wrapped = size(sympy.Integer(4)), size(sympy.Integer(8))
+    if trace.platform.wrapped != DEVICE:
+        wrapped = sympy.Integer(0)
+    if scaler:
+        # unscale_: inv_scale = _scale.double().reciprocal().float(), then found_inf = full((),
+        # 0.0); inv_scale dies at its end, found_inf is kept until update() (torch/amp/
+        # grad_scaler.py).
+        eight = size(sympy.Integer(8))
+        points_u = [(sympy.expand(after + 2 * eight), "reciprocal")]
+        found_by["unscale"] = StepPhase(
+            "unscale", after, sympy.expand(after + four), tuple(points_u)
+        )
+        found_by["update"] = StepPhase(
+            "update", sympy.expand(after + four), after, ((sympy.expand(after + four), "start"),)
+        )
+        after = sympy.expand(after + four)
+    elif "unscale" in names:
+        found_by["unscale"] = StepPhase("unscale", after, after, ((after, "start"),))
+        found_by["update"] = StepPhase("update", after, after, ((after, "start"),))
     params = _param_numels(trace)
     count = sum((p.layers for p in params), sympy.Integer(0))
     # A 0-dim norm per parameter tensor, their stack and the total norm.
     norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
     found_by["clip"] = StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),))
-    wrapped = size(sympy.Integer(8)) if trace.platform.wrapped == DEVICE else sympy.Integer(0)
     temporaries = _step_temporaries(optimizer, params, size, loop.groups, wrapped)
+    if scaler and optimizer == "fused":
+        # step() passes found_inf to the fused kernel as sum([found_inf]): 0 + found_inf, a new
+        # 0-dim tensor (with a wrapped int), kept as optimizer.found_inf while it steps.
+        temporaries = [(four + wrapped, "add"), *((four + c, w) for c, w in temporaries)]
     step = [(sympy.expand(after + c), what) for c, what in temporaries]
     found_by["step"] = StepPhase("step", after, after, prune([(after, "start"), *step]))
+    if scaler:
+        after = sympy.expand(after - four)  # update() lets found_inf go
     if loop.phases[0] == "zero_grad":  # at the start of the next step, once the locals died
         first = sympy.expand(after - return_frees)
         end = sympy.expand(first - zero_grad_frees)

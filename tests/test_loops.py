@@ -231,3 +231,50 @@ def test_wrapped_number_at_the_forloop_step_peak(loop):
     from symmem.platforms import get_platform
 
     assert get_platform("cuda").wrapped == "host" and get_platform("cpu").wrapped == "device"
+
+
+FP16_CONFIGS = [
+    Config(B=1, S=37, D=60, NH=4, V=97, L=2, amp=True, dropout=True, bias=True),
+    Config(B=2, S=17, D=30, NH=5, V=50, L=2, amp=True),
+    Config(B=3, S=33, D=48, NH=1, V=64, L=3, dropout=True),  # no AMP: no GradScaler
+]
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("config", FP16_CONFIGS, ids=str)
+@pytest.mark.parametrize(("grad_accum", "optimizer"), [(1, "forloop"), (2, "fused")])
+def test_fp16_with_grad_scaler_equals_measurement_on_cpu(config, grad_accum, optimizer):
+    from symmem.validate.timeline import measure_timeline
+
+    report = build_report("cpu", "default", optimizer, grad_accum=grad_accum, amp_dtype="fp16")
+    estimate = report.at(config)
+    timeline = measure_timeline(
+        config, optimizer=optimizer, grad_accum=grad_accum, amp_dtype="fp16"
+    )
+    measured = [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert _phases(estimate) == measured
+    assert "unscale" in report.phases and "update" in report.phases
+    bf16 = build_report("cpu", "default", optimizer, grad_accum=grad_accum).at(config)
+    if config.amp:  # _scale and _growth_tracker, and the scaled loss through backward
+        assert estimate.totals["peak"] > bf16.totals["peak"]
+    else:
+        assert estimate.totals == bf16.totals
+
+
+@needs_torch
+@pytest.mark.slow
+def test_plain_loop_runs_fp16_without_a_scaler():
+    from symmem.validate.timeline import measure_timeline
+
+    config = FP16_CONFIGS[1]
+    report = build_report("cpu", loop="plain", amp_dtype="fp16")
+    assert tuple(report.phases) == LOOPS["plain"].phases
+    timeline = measure_timeline(config, optimizer=report.optimizer, loop="plain", amp_dtype="fp16")
+    assert _phases(report.at(config)) == [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert report.at(config).totals == build_report("cpu", loop="plain").at(config).totals
+
+
+def test_bad_amp_dtype():
+    with pytest.raises(ConfigError, match="--amp-dtype must be one of bf16, fp16, not 'fp8'"):
+        build_report("cpu", amp_dtype="fp8")

@@ -237,6 +237,14 @@ def cross_entropy(t: Trace, logits: Tensor, targets: Tensor) -> Tensor:
     return t.new((), FLOAT32, grad_fn=node)
 
 
+def scale(t: Trace, x: Tensor) -> Tensor:
+    """``x * s`` by a 0-dim tensor that needs no gradient and outlives the step (GradScaler's
+    ``scale(loss)``): MulBackward0 saves ``s`` alone, nothing new. Backward: a fresh gradient.
+    """
+    node = t.node("MulBackward0", (x,), {}, _fresh((x.shape, x.dtype)))
+    return t.new(x.shape, x.dtype, grad_fn=node)
+
+
 def divide(t: Trace, x: Tensor) -> Tensor:
     """``x / n`` by a Python number (the training loop's ``loss / gradient_accumulation_steps``).
 

@@ -74,13 +74,14 @@ def run_validation(
     plot: str | None = None,
     loop: str | None = None,
     grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
 
     ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT;
     ``plot`` a file to draw the comparison in (:func:`symmem.plot.validation_plot`), checked
     before anything runs; ``loop`` the training loop measured (``None``: the architecture's),
-    with ``grad_accum`` micro-steps.
+    with ``grad_accum`` micro-steps under ``amp_dtype`` autocast.
     """
     platform = platform or device
     if platform != device:
@@ -95,6 +96,7 @@ def run_validation(
         model=config.model,
         loop=loop,
         grad_accum=grad_accum,
+        amp_dtype=amp_dtype,
     )
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
@@ -117,6 +119,7 @@ def run_validation(
             checkpoint=checkpoint,
             loop=report.loop.name,
             grad_accum=grad_accum,
+            amp_dtype=amp_dtype,
         )
     comparison = compare(estimate, measurement)
     if plot is not None:

@@ -122,6 +122,7 @@ def measure_timeline(
     checkpoint: str = "none",
     loop: str = "nanogpt",
     grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> Timeline:
     """Run ``loop`` (:mod:`symmem.loops`: nanoGPT's training loop by default) for ``config`` and
     measure live memory phase by phase.
@@ -130,11 +131,13 @@ def measure_timeline(
     never clips). ``checkpoint`` is the model's activation checkpointing: ``none``, ``full`` or
     ``selective``. With ``grad_accum`` >= 2 micro-steps, the phases of the first micro-step keep
     their names and those of the last one are suffixed `` k``
-    (:meth:`symmem.loops.Loop.phases_for`).
+    (:meth:`symmem.loops.Loop.phases_for`). ``amp_dtype`` is autocast's dtype under AMP; with
+    ``fp16`` the nanoGPT loop runs ``torch.amp.GradScaler`` (and its ``unscale`` and ``update``
+    phases, empty without AMP).
     """
     config.require_complete()
     chosen = get_loop(loop)
-    names = chosen.phases_for(grad_accum)
+    names = chosen.phases_for(grad_accum, amp_dtype == "fp16")
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -144,9 +147,11 @@ def measure_timeline(
         profile(activities=activities, profile_memory=True) as prof,
     ):
         if chosen.name == "plain":
-            peak = _train_plain(config, dev, attention, optimizer, checkpoint)
+            peak = _train_plain(config, dev, attention, optimizer, checkpoint, amp_dtype)
         else:
-            peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint, grad_accum)
+            peak = _train(
+                config, dev, attention, optimizer, grad_clip, checkpoint, grad_accum, amp_dtype
+            )
     events = prof.profiler.kineto_results.experimental_event_tree()
     phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", names)
     return Timeline(config, device, phases, peak)
@@ -191,13 +196,16 @@ def _train(
     grad_clip: float,
     checkpoint: str = "none",
     gradient_accumulation_steps: int = 1,
+    amp_dtype: str = "bf16",
 ) -> int | None:
     """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler (of its
     micro-steps, the first and the last)."""
     model = build_model(config, dev, checkpoint)
     forward = reference(config).run
     adamw = build_adamw(model, optimizer, dev)
-    autocast = autocast_context(config, dev)
+    autocast = autocast_context(config, dev, amp_dtype)
+    fp16 = amp_dtype == "fp16"
+    scaler = torch.amp.GradScaler(dev.type, enabled=fp16 and config.amp)
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +225,7 @@ def _train(
         with phase("next_batch" + suffix):
             held["X"], held["Y"] = get_batch()
         with phase("backward" + suffix):
-            held["loss"].backward()
+            scaler.scale(held["loss"]).backward()
 
     def one_step(mark: str) -> None:
         def phase(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -228,11 +236,17 @@ def _train(
                 micro(phase, " k" if micro_step else "")
             else:
                 micro(lambda name: contextlib.nullcontext(), "")
+        if fp16:
+            with phase("unscale"):
+                scaler.unscale_(adamw)
         with phase("clip"):
             if grad_clip != 0.0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         with phase("step"):
-            adamw.step()
+            scaler.step(adamw)
+        if fp16:
+            with phase("update"):
+                scaler.update()
         with phase("zero_grad"):
             adamw.zero_grad(set_to_none=True)
 
@@ -247,7 +261,12 @@ def _train(
 
 
 def _train_plain(
-    config: Config, dev: torch.device, attention: str, optimizer: str, checkpoint: str = "none"
+    config: Config,
+    dev: torch.device,
+    attention: str,
+    optimizer: str,
+    checkpoint: str = "none",
+    amp_dtype: str = "bf16",
 ) -> int | None:
     """Two steps of the plain loop (:data:`symmem.loops.PLAIN`); the second one's phases are
     marked for the profiler."""
@@ -256,7 +275,7 @@ def _train_plain(
     flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
     fused, foreach = flags.get(optimizer, (None, None))
     adamw = torch.optim.AdamW(model.parameters(), fused=fused, foreach=foreach)
-    autocast = autocast_context(config, dev)
+    autocast = autocast_context(config, dev, amp_dtype)
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
     X = torch.randint(0, V, (B, S), device=dev)
     Y = torch.randint(0, V, (B, S), device=dev)
