@@ -125,6 +125,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "loss divided by K, as nanoGPT's gradient_accumulation_steps (nanogpt loop only)",
     )
     parser.add_argument(
+        "--ddp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="DistributedDataParallel over N processes (gradient buckets on every rank; "
+        "cannot go with --zero)",
+    )
+    parser.add_argument(
         "--amp-dtype",
         choices=AMP_DTYPES,
         default="bf16",
@@ -263,7 +271,21 @@ def _report(args: argparse.Namespace, config: Config) -> Report:
         loop=args.loop,
         grad_accum=args.grad_accum,
         amp_dtype=args.amp_dtype,
+        ddp=_ddp(args),
     )
+
+
+def _ddp(args: argparse.Namespace) -> int:
+    """``--ddp N``, checked against the flags it conflicts with."""
+    ddp = int(args.ddp)
+    if ddp > 1 and args.zero:
+        raise ConfigError(
+            f"--ddp {ddp} cannot go with --zero {args.zero}: DistributedDataParallel keeps whole "
+            "gradients and optimizer state on every rank, ZeRO shards them (use --dp with --zero)"
+        )
+    if ddp > 1 and args.profile != "pytorch":
+        raise ConfigError(f"--ddp {ddp} applies to the pytorch profile, not --profile paper")
+    return ddp
 
 
 def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankReport | None:
@@ -477,6 +499,11 @@ def _validate(args: argparse.Namespace) -> int:
         raise ConfigError(
             "symmem validate measures one GPU (or the CPU) with PyTorch: --profile paper and "
             "the several-GPU flags (--zero, --dp, --tp, --sp, --pp) cannot be measured here"
+        )
+    if args.ddp != 1:
+        raise ConfigError(
+            "symmem validate measures one process: DDP's buckets are measured with gloo by "
+            "symmem.validate.timeline.measure_ddp_timeline"
         )
     config = config_from_args(args)
     attention = args.attention

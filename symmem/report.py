@@ -118,6 +118,8 @@ class Report:
         grad_accum: Its micro-steps per optimizer step (``gradient_accumulation_steps``).
         amp_dtype: The autocast dtype under AMP, ``bf16`` or ``fp16`` (same bytes; the nanoGPT
             loop runs a GradScaler with fp16).
+        ddp: Data-parallel processes under ``DistributedDataParallel`` (1: none); from 2 on,
+            each keeps its reducer's gradient buckets.
     """
 
     model: Model
@@ -136,6 +138,7 @@ class Report:
     loop: Loop = NANOGPT_LOOP
     grad_accum: int = 1
     amp_dtype: str = "bf16"
+    ddp: int = 1
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -328,6 +331,7 @@ def build_report(
     loop: str | Loop | None = None,
     grad_accum: int = 1,
     amp_dtype: str = "bf16",
+    ddp: int = 1,
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
     ``attention`` (a kernel name or ``default``) and
@@ -336,7 +340,8 @@ def build_report(
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
     ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
     :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``) with
-    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``) with AMP.
+    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``) with AMP,
+    in each of ``ddp`` processes of ``DistributedDataParallel`` (1: without it).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -350,8 +355,10 @@ def build_report(
     chosen.check(grad_accum)
     if amp_dtype not in AMP_DTYPES:
         raise ConfigError(f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {amp_dtype!r}")
+    if isinstance(ddp, bool) or not isinstance(ddp, int) or ddp < 1:
+        raise ConfigError(f"--ddp must be a whole number >= 1, not {ddp!r}")
     return _build_report(
-        platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum, amp_dtype
+        platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum, amp_dtype, ddp
     )
 
 
@@ -366,6 +373,7 @@ def _build_report(
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
     amp_dtype: str = "bf16",
+    ddp: int = 1,
 ) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
@@ -382,9 +390,11 @@ def _build_report(
     if fp16:
         plat = replace(plat, half=FLOAT16)  # the same bytes as bfloat16, named as they are
         mode += "-fp16"
+    buckets = ddp > 1  # the buckets do not depend on how many processes there are
+    mode += "-ddp" if buckets else ""
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16),
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16, buckets),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -404,6 +414,7 @@ def _build_report(
         loop,
         grad_accum,
         amp_dtype,
+        ddp,
     )
 
 
@@ -428,6 +439,7 @@ def _build_parts(
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
     fp16: bool = False,
+    buckets: bool = False,
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (parameter bytes / their item size) and the evaluator's source."""
@@ -450,7 +462,7 @@ def _build_parts(
             raws = _raw_terms(model, trace, plat.optimizers[optimizer])
             runs.append((start.combo, scenario, raws))
         steps += _explore_step(
-            model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum, fp16
+            model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum, fp16, buckets
         )
     if not runs:
         raise KernelError(refusals[0])
@@ -497,6 +509,7 @@ def _explore_step(
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
     fp16: bool = False,
+    buckets: bool = False,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
@@ -505,7 +518,7 @@ def _explore_step(
         trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, step_location, loop, grad_accum, fp16)
+            phases = simulate(trace, optimizer, step_location, loop, grad_accum, fp16, buckets)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -515,7 +528,15 @@ def _explore_step(
             workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
             resident = sympy.Integer(workspaces)
             allocated = walk(
-                trace, optimizer, step_location, block_bytes, resident, loop, grad_accum, fp16
+                trace,
+                optimizer,
+                step_location,
+                block_bytes,
+                resident,
+                loop,
+                grad_accum,
+                fp16,
+                buckets,
             )
         yield StepRun(scenario, phases, allocated, workspaces)
 

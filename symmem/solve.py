@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None, str, str, str, int, str]
+_Key = tuple[str, str, str, str | None, str, str, str, int, str, int]
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,8 @@ def _key(report: Report) -> _Key:
     checkpoint, loop = report.checkpoint, report.loop.name
     accum, amp = report.grad_accum, report.amp_dtype
     optimizer = report.optimizer
-    return (platform, report.attention, optimizer, name, checkpoint, model, loop, accum, amp)
+    run = (loop, accum, amp, report.ddp)
+    return (platform, report.attention, optimizer, name, checkpoint, model, *run)
 
 
 @lru_cache(maxsize=256)

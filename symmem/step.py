@@ -143,11 +143,13 @@ def simulate(
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
     fp16: bool = False,
+    buckets: bool = False,
 ) -> tuple[StepPhase, ...]:
     """One training step of ``loop`` with ``grad_accum`` micro-steps under ``trace``'s scenario
     (``trace.events`` must be a list), as the bytes of live tensors. :func:`walk` reads the same
     step again another way. ``fp16``: autocast runs in float16, where the loop runs a
-    GradScaler (under AMP only).
+    GradScaler (under AMP only). ``buckets``: DistributedDataParallel's reducer keeps its
+    gradient buckets throughout.
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
     With 2 or more micro-steps, the first and one later micro-step are simulated: the later
@@ -205,7 +207,15 @@ def simulate(
     if not loop.holds_previous:
         trace.mark(_RETURN)  # the step's function returns: its locals die
         held.pop("logits"), held.pop("loss"), held.pop("returned")
-    return walk(trace, optimizer, step_location, loop=loop, grad_accum=grad_accum, fp16=fp16)
+    return walk(
+        trace,
+        optimizer,
+        step_location,
+        loop=loop,
+        grad_accum=grad_accum,
+        fp16=fp16,
+        buckets=buckets,
+    )
 
 
 def _suffixes(grad_accum: int) -> tuple[str, ...]:
@@ -230,6 +240,7 @@ def walk(
     loop: Loop = NANOGPT_LOOP,
     grad_accum: int = 1,
     fp16: bool = False,
+    buckets: bool = False,
 ) -> tuple[StepPhase, ...]:
     """The phases of the step :func:`simulate` ran on ``trace`` with ``loop``: its event log,
     with the analytic clip, step and zero_grad phases added (and, where the loop runs a
@@ -281,6 +292,13 @@ def walk(
             live -= freed
 
     base = _state_bytes(trace, step_location, size) + resident
+    if buckets:
+        # DDP with gradient_as_bucket_view=False: the reducer's flat buckets hold a copy of every
+        # gradient (fp32, like the parameters) for the life of the module (reducer.cpp,
+        # initialize_buckets). Measured with gloo on CPU: 4 bytes per parameter at every mark.
+        # A caching allocator rounds each bucket; they are counted here as one block.
+        params = _param_numels(trace)
+        base += size(4 * sum((p.numel * p.layers for p in params), sympy.Integer(0)))
     others = L - 1
     # What the L - 1 blocks not traced add, by phase and region: each block's net growth in the
     # forward and the backward of every micro-step so far.

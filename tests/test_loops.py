@@ -278,3 +278,38 @@ def test_plain_loop_runs_fp16_without_a_scaler():
 def test_bad_amp_dtype():
     with pytest.raises(ConfigError, match="--amp-dtype must be one of bf16, fp16, not 'fp8'"):
         build_report("cpu", amp_dtype="fp8")
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(B=2, S=17, D=30, NH=5, V=50, L=2),  # one bucket
+        Config(B=1, S=9, D=136, NH=4, V=301, L=3, bias=True),  # 2.7 MiB: several buckets
+    ],
+    ids=str,
+)
+def test_ddp_buckets_equal_measurement_with_gloo(config):
+    from symmem.validate.timeline import measure_ddp_timeline
+
+    timeline = measure_ddp_timeline(config, world=2)
+    estimate = build_report("cpu", ddp=2).at(config)
+    assert _phases(estimate) == [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    alone = build_report("cpu").at(config)
+    assert estimate.totals["peak"] - alone.totals["peak"] == 4 * estimate.param_count
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ddp", "2", "--zero", "1", "--dp", "2"], "--ddp 2 cannot go with --zero 1"),
+        (["--ddp", "0"], "--ddp must be a whole number >= 1, not 0"),
+    ],
+)
+def test_cli_bad_ddp(capsys, flags, message):
+    from symmem.cli import main
+
+    assert main(["estimate", "--platform", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

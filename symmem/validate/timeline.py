@@ -51,7 +51,7 @@ from symmem.validate.measure import (
     reference,
 )
 
-__all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
+__all__ = ["PHASES", "Phase", "Timeline", "measure_ddp_timeline", "measure_timeline"]
 
 #: The phases of one step, in order.
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
@@ -59,6 +59,7 @@ PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 _MARK = "symmem:"
 _OP = "symmem_op::"  # a record_function range that stands for an operator
 _WRAPPED = "wrapped number"
+_WARMUP = 1  # unmarked steps before the measured one
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,61 @@ def measure_timeline(
     return Timeline(config, device, phases, peak)
 
 
+def measure_ddp_timeline(config: Config, *, world: int = 2, optimizer: str = "forloop") -> Timeline:
+    """:func:`measure_timeline` of nanoGPT's loop on the CPU, with the model wrapped in
+    ``DistributedDataParallel`` (``bucket_cap_mb=25``, gloo) in each of ``world`` processes run
+    here; the timeline is rank 0's."""
+    import socket
+    import tempfile
+
+    from torch.multiprocessing.spawn import spawn
+
+    with socket.socket() as free:  # a port for the process group to meet on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "timeline.json")
+        spawn(_ddp_rank, args=(world, port, config, optimizer, out), nprocs=world)
+        with open(out, encoding="utf-8") as file:
+            import json
+
+            rows = json.load(file)
+    return Timeline(config, "cpu", tuple(Phase(*row) for row in rows))
+
+
+def _ddp_rank(rank: int, world: int, port: int, config: Config, optimizer: str, out: str) -> None:
+    """One process of :func:`measure_ddp_timeline`."""
+    import dataclasses
+    import json
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    global build_model
+    plain = build_model
+
+    def wrapped(config: Config, dev: torch.device, checkpoint: str = "none") -> Any:
+        model = plain(config, dev, checkpoint)
+        ddp = DistributedDataParallel(model, bucket_cap_mb=25)
+        ddp.configure_optimizers = model.configure_optimizers  # nanoGPT calls it on the raw model
+        return ddp
+
+    build_model = wrapped
+    try:
+        if rank == 0:
+            timeline = measure_timeline(config, optimizer=optimizer)
+            with open(out, "w", encoding="utf-8") as file:
+                json.dump([dataclasses.astuple(p) for p in timeline.phases], file)
+        else:
+            with _quiet_stderr():
+                _train(config, torch.device("cpu"), "default", optimizer, 1.0)
+    finally:
+        build_model = plain
+        dist.destroy_process_group()
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence file descriptor 2: the profiler's C++ side logs each start and stop there."""
@@ -252,7 +308,8 @@ def _train(
 
     held["X"], held["Y"] = get_batch()
     with kernel_context(attention):
-        one_step("")  # the first step creates AdamW's state
+        for _ in range(_WARMUP):
+            one_step("")  # the first step creates AdamW's state
         if dev.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
