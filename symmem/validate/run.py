@@ -157,7 +157,7 @@ def run_validation(
             print("measured, phase by phase:")
             for p in measurement.timeline.phases:
                 print(
-                    f"  {p.name:<10} start {p.start:>14,}  end {p.end:>14,}"
+                    f"  {p.name:<12} start {p.start:>14,}  end {p.end:>14,}"
                     f"  peak {p.peak:>14,} ({format_bytes(p.peak)}) at {p.at}"
                 )
     return 0 if comparison.match else 1
