@@ -145,6 +145,7 @@ def test_cli_loop(capsys):
     plain = json.loads(capsys.readouterr().out)
     assert [p["phase"] for p in plain["step"]["phases"]] == list(LOOPS["plain"].phases)
     assert plain["loop"] == "plain"
+    assert (plain["grad_accum"], plain["amp_dtype"], plain["ddp"]) == (1, "bf16", 1)
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["loop"] == "nanogpt"
     with pytest.raises(SystemExit) as info:
