@@ -59,7 +59,6 @@ PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 _MARK = "symmem:"
 _OP = "symmem_op::"  # a record_function range that stands for an operator
 _WRAPPED = "wrapped number"
-_WARMUP = 1  # unmarked steps before the measured one
 
 
 @dataclass(frozen=True)
@@ -308,8 +307,7 @@ def _train(
 
     held["X"], held["Y"] = get_batch()
     with kernel_context(attention):
-        for _ in range(_WARMUP):
-            one_step("")  # the first step creates AdamW's state
+        one_step("")  # the first step creates AdamW's state
         if dev.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
