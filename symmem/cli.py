@@ -19,7 +19,7 @@ from symmem.allocator import ALLOCATORS, describe
 from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
-from symmem.loops import LOOPS
+from symmem.loops import AMP_DTYPES, LOOPS
 from symmem.model import MODELS, get_model
 from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
@@ -115,6 +115,29 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the training loop whose step gives the peak: nanogpt (train.py) or plain (a step "
         "function: zero_grad, forward, backward, step); default: the architecture's own",
+    )
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        metavar="K",
+        help="gradient accumulation: K micro-steps (forward, backward) per optimizer step, the "
+        "loss divided by K, as nanoGPT's gradient_accumulation_steps (nanogpt loop only)",
+    )
+    parser.add_argument(
+        "--ddp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="DistributedDataParallel over N processes (gradient buckets on every rank; "
+        "cannot go with --zero)",
+    )
+    parser.add_argument(
+        "--amp-dtype",
+        choices=AMP_DTYPES,
+        default="bf16",
+        help="autocast's dtype with --amp: bf16 or fp16 (the same bytes; the nanogpt loop then "
+        "runs a GradScaler, as nanoGPT does)",
     )
     parser.add_argument(
         "--allocator",
@@ -246,7 +269,23 @@ def _report(args: argparse.Namespace, config: Config) -> Report:
         checkpoint=checkpoint,
         model=config.model,
         loop=args.loop,
+        grad_accum=args.grad_accum,
+        amp_dtype=args.amp_dtype,
+        ddp=_ddp(args),
     )
+
+
+def _ddp(args: argparse.Namespace) -> int:
+    """``--ddp N``, checked against the flags it conflicts with."""
+    ddp = int(args.ddp)
+    if ddp > 1 and args.zero:
+        raise ConfigError(
+            f"--ddp {ddp} cannot go with --zero {args.zero}: DistributedDataParallel keeps whole "
+            "gradients and optimizer state on every rank, ZeRO shards them (use --dp with --zero)"
+        )
+    if ddp > 1 and args.profile != "pytorch":
+        raise ConfigError(f"--ddp {ddp} applies to the pytorch profile, not --profile paper")
+    return ddp
 
 
 def _ranks(args: argparse.Namespace, report: Report, layout: Layout) -> RankReport | None:
@@ -461,6 +500,11 @@ def _validate(args: argparse.Namespace) -> int:
             "symmem validate measures one GPU (or the CPU) with PyTorch: --profile paper and "
             "the several-GPU flags (--zero, --dp, --tp, --sp, --pp) cannot be measured here"
         )
+    if args.ddp != 1:
+        raise ConfigError(
+            "symmem validate measures one process: DDP's buckets are measured with gloo by "
+            "symmem.validate.timeline.measure_ddp_timeline"
+        )
     config = config_from_args(args)
     attention = args.attention
     if args.gpu is not None:
@@ -479,6 +523,8 @@ def _validate(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         plot=args.plot,
         loop=args.loop,
+        grad_accum=args.grad_accum,
+        amp_dtype=args.amp_dtype,
     )
 
 

@@ -8,6 +8,9 @@ the AdamW parameter groups are formed. :func:`symmem.step.simulate` reads these 
 
 >>> get_loop("plain").phases
 ('zero_grad', 'forward', 'backward', 'step')
+>>> get_loop("nanogpt").phases_for(3)  # doctest: +NORMALIZE_WHITESPACE
+('forward', 'next_batch', 'backward', 'forward k', 'next_batch k', 'backward k',
+ 'clip', 'step', 'zero_grad')
 >>> get_loop("nanogtp")
 Traceback (most recent call last):
 ...
@@ -23,7 +26,10 @@ from types import MappingProxyType
 
 from symmem.errors import ConfigError
 
-__all__ = ["LOOPS", "Loop", "get_loop"]
+__all__ = ["AMP_DTYPES", "LOOPS", "Loop", "get_loop"]
+
+#: Autocast dtypes under AMP: both take 2 bytes; nanoGPT runs a GradScaler with ``fp16``.
+AMP_DTYPES = ("bf16", "fp16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +49,10 @@ class Loop:
             dimensions, then the rest) or ``one`` (``AdamW(model.parameters())``).
         default_optimizer: The AdamW implementation the loop runs on each platform by default
             (a platform not named runs the platform's own default).
+        accumulates: Runs ``gradient_accumulation_steps`` micro-steps (forward, backward) per
+            optimizer step.
+        scaler: Runs a ``torch.amp.GradScaler`` under fp16 autocast (``scale`` before backward,
+            ``unscale_`` before clipping, ``step`` and ``update``).
         code: The Python the loop stands for (for the documentation).
     """
 
@@ -55,6 +65,8 @@ class Loop:
     clip: bool
     groups: str
     default_optimizer: Mapping[str, str] = field(default_factory=dict)
+    accumulates: bool = False
+    scaler: bool = False
     code: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +75,36 @@ class Loop:
         object.__setattr__(
             self, "default_optimizer", MappingProxyType(dict(self.default_optimizer))
         )
+
+    @property
+    def micro_phases(self) -> tuple[str, ...]:
+        """The phases of one micro-step (forward to backward)."""
+        return tuple(p for p in self.phases if p in ("forward", "next_batch", "backward"))
+
+    def check(self, grad_accum: int) -> None:
+        """Raise ConfigError unless ``grad_accum`` micro-steps make sense for this loop."""
+        if isinstance(grad_accum, bool) or not isinstance(grad_accum, int) or grad_accum < 1:
+            raise ConfigError(f"--grad-accum must be a whole number >= 1, not {grad_accum!r}")
+        if grad_accum > 1 and not self.accumulates:
+            raise ConfigError(
+                f"--grad-accum {grad_accum} does not apply to the {self.name} loop: it runs one "
+                "forward and backward per step (use --loop nanogpt)"
+            )
+
+    def phases_for(self, grad_accum: int, scaler: bool = False) -> tuple[str, ...]:
+        """The phases of a step of ``grad_accum`` micro-steps: the first micro-step's, then
+        (for 2 or more) those of a later one, suffixed `` k`` (micro-steps 2 to K are alike);
+        with ``scaler`` (a GradScaler runs), ``unscale`` after the micro-steps and ``update``
+        after ``step``."""
+        self.check(grad_accum)
+        micro = self.micro_phases
+        last = self.phases.index(micro[-1]) + 1
+        later = tuple(f"{p} k" for p in micro) if grad_accum > 1 else ()
+        rest = self.phases[last:]
+        if scaler and self.scaler:
+            at = rest.index("step") + 1
+            rest = ("unscale", *rest[:at], "update", *rest[at:])
+        return (*self.phases[:last], *later, *rest)
 
     def optimizer(self, platform: str, platform_default: str) -> str:
         """The AdamW implementation ``default`` means for this loop on ``platform``."""
@@ -78,13 +120,16 @@ NANOGPT = Loop(
     next_batch=True,
     clip=True,
     groups="decay",
+    accumulates=True,
+    scaler=True,
     code="""\
 while True:
-    with ctx:
-        logits, loss = model(X, Y)
-        loss = loss / gradient_accumulation_steps
-    X, Y = get_batch('train')
-    scaler.scale(loss).backward()
+    for micro_step in range(gradient_accumulation_steps):
+        with ctx:
+            logits, loss = model(X, Y)
+            loss = loss / gradient_accumulation_steps
+        X, Y = get_batch('train')
+        scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from types import MappingProxyType
 from typing import Any
@@ -23,11 +23,12 @@ import sympy
 from symmem.allocator import block_bytes, workspace_bytes
 from symmem.cache import cached
 from symmem.config import Config
+from symmem.dtypes import FLOAT16
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
+from symmem.loops import AMP_DTYPES, Loop, get_loop
 from symmem.loops import NANOGPT as NANOGPT_LOOP
-from symmem.loops import Loop, get_loop
 from symmem.model import Model, get_model
 from symmem.ops.checkpoint import CHECKPOINTS
 from symmem.ops.graph import (
@@ -114,6 +115,11 @@ class Report:
             and the parameter count at integer values of the model's sizes and switches (see
             :mod:`symmem.evaluate`); generated with the report and stored with it.
         loop: The training loop whose step gives the peak (:mod:`symmem.loops`).
+        grad_accum: Its micro-steps per optimizer step (``gradient_accumulation_steps``).
+        amp_dtype: The autocast dtype under AMP, ``bf16`` or ``fp16`` (same bytes; the nanoGPT
+            loop runs a GradScaler with fp16).
+        ddp: Data-parallel processes under ``DistributedDataParallel`` (1: none); from 2 on,
+            each keeps its reducer's gradient buckets.
     """
 
     model: Model
@@ -130,6 +136,9 @@ class Report:
     steps: tuple[StepRun, ...] = field(repr=False)
     evaluator: str = field(repr=False)
     loop: Loop = NANOGPT_LOOP
+    grad_accum: int = 1
+    amp_dtype: str = "bf16"
+    ddp: int = 1
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -320,6 +329,9 @@ def build_report(
     checkpoint: str = "none",
     model: str | Model = "nanogpt",
     loop: str | Loop | None = None,
+    grad_accum: int = 1,
+    amp_dtype: str = "bf16",
+    ddp: int = 1,
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
     ``attention`` (a kernel name or ``default``) and
@@ -327,7 +339,9 @@ def build_report(
     preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
     ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
-    :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``).
+    :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``) with
+    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``) with AMP,
+    in each of ``ddp`` processes of ``DistributedDataParallel`` (1: without it).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -338,7 +352,14 @@ def build_report(
     """
     arch = get_model(model)
     chosen = get_loop(arch.loop if loop is None else loop)
-    return _build_report(platform, attention, optimizer, gpu, checkpoint, arch, chosen)
+    chosen.check(grad_accum)
+    if amp_dtype not in AMP_DTYPES:
+        raise ConfigError(f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {amp_dtype!r}")
+    if isinstance(ddp, bool) or not isinstance(ddp, int) or ddp < 1:
+        raise ConfigError(f"--ddp must be a whole number >= 1, not {ddp!r}")
+    return _build_report(
+        platform, attention, optimizer, gpu, checkpoint, arch, chosen, grad_accum, amp_dtype, ddp
+    )
 
 
 @cache
@@ -350,6 +371,9 @@ def _build_report(
     checkpoint: str,
     model: Model,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
+    amp_dtype: str = "bf16",
+    ddp: int = 1,
 ) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
@@ -360,9 +384,17 @@ def _build_report(
     where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
     mode = "" if checkpoint == "none" else f"-{checkpoint}"
     mode += "" if loop.name == "nanogpt" else f"-{loop.name}"
+    micro = min(grad_accum, 2)  # micro-steps 2 to K are alike
+    mode += "" if micro == 1 else f"-k{micro}"
+    fp16 = amp_dtype == "fp16"
+    if fp16:
+        plat = replace(plat, half=FLOAT16)  # the same bytes as bfloat16, named as they are
+        mode += "-fp16"
+    buckets = ddp > 1  # the buckets do not depend on how many processes there are
+    mode += "-ddp" if buckets else ""
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop),
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16, buckets),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -380,6 +412,9 @@ def _build_report(
         steps,
         evaluator,
         loop,
+        grad_accum,
+        amp_dtype,
+        ddp,
     )
 
 
@@ -402,6 +437,9 @@ def _build_parts(
     optimizer: str,
     checkpoint: str = "none",
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
+    fp16: bool = False,
+    buckets: bool = False,
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (parameter bytes / their item size) and the evaluator's source."""
@@ -423,7 +461,9 @@ def _build_parts(
         for scenario, trace in _explore(model, plat, kernel, start, checkpoint):
             raws = _raw_terms(model, trace, plat.optimizers[optimizer])
             runs.append((start.combo, scenario, raws))
-        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint, loop)
+        steps += _explore_step(
+            model, plat, kernel, start, optimizer, checkpoint, loop, grad_accum, fp16, buckets
+        )
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -435,7 +475,7 @@ def _build_parts(
     terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
     totals["saved"] = paper_form(_saved(runs, model, free))
-    phases, peaks = _peaks(steps, switches, free, loop.phases)
+    phases, peaks = _peaks(steps, switches, free, loop.phases_for(grad_accum, fp16))
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
@@ -467,6 +507,9 @@ def _explore_step(
     optimizer: str,
     checkpoint: str,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
+    fp16: bool = False,
+    buckets: bool = False,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
@@ -475,7 +518,7 @@ def _explore_step(
         trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, step_location, loop)
+            phases = simulate(trace, optimizer, step_location, loop, grad_accum, fp16, buckets)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -484,7 +527,17 @@ def _explore_step(
         if platform.caching_allocator:
             workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
             resident = sympy.Integer(workspaces)
-            allocated = walk(trace, optimizer, step_location, block_bytes, resident, loop)
+            allocated = walk(
+                trace,
+                optimizer,
+                step_location,
+                block_bytes,
+                resident,
+                loop,
+                grad_accum,
+                fp16,
+                buckets,
+            )
         yield StepRun(scenario, phases, allocated, workspaces)
 
 

@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None, str, str, str]
+_Key = tuple[str, str, str, str | None, str, str, str, int, str, int]
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,10 @@ def _key(report: Report) -> _Key:
     name = gpu.name if gpu else None
     platform, model = report.platform.name, report.model.name
     checkpoint, loop = report.checkpoint, report.loop.name
-    return (platform, report.attention, report.optimizer, name, checkpoint, model, loop)
+    accum, amp = report.grad_accum, report.amp_dtype
+    optimizer = report.optimizer
+    run = (loop, accum, amp, report.ddp)
+    return (platform, report.attention, optimizer, name, checkpoint, model, *run)
 
 
 @lru_cache(maxsize=256)

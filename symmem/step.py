@@ -46,11 +46,12 @@ from typing import Any, NamedTuple
 import sympy
 
 from symmem import ops
-from symmem.dtypes import DEVICE, FLOAT32
+from symmem.dtypes import DEVICE, FLOAT32, INT32
 from symmem.loops import NANOGPT as NANOGPT_LOOP
 from symmem.loops import Loop
 from symmem.ops.engine import backward
 from symmem.ops.graph import Node, Scenario, Trace
+from symmem.ops.layers import scale
 from symmem.symbols import B, L, S, V
 
 __all__ = ["PHASES", "StepPhase", "StepRun", "dominated", "prune", "simulate", "walk"]
@@ -136,17 +137,31 @@ def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
 
 
 def simulate(
-    trace: Trace, optimizer: str, step_location: str, loop: Loop = NANOGPT_LOOP
+    trace: Trace,
+    optimizer: str,
+    step_location: str,
+    loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
+    fp16: bool = False,
+    buckets: bool = False,
 ) -> tuple[StepPhase, ...]:
-    """One training step of ``loop`` under ``trace``'s scenario (``trace.events`` must be a
-    list), as the bytes of live tensors. :func:`walk` reads the same step again another way.
+    """One training step of ``loop`` with ``grad_accum`` micro-steps under ``trace``'s scenario
+    (``trace.events`` must be a list), as the bytes of live tensors. :func:`walk` reads the same
+    step again another way. ``fp16``: autocast runs in float16, where the loop runs a
+    GradScaler (under AMP only). ``buckets``: DistributedDataParallel's reducer keeps its
+    gradient buckets throughout.
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
+    With 2 or more micro-steps, the first and one later micro-step are simulated: the later
+    ones all start alike (the previous micro-step's gradients and logits alive).
     """
     assert trace.events is not None
     model = trace.model
     held: dict[str, Any] = {}  # the loop's variables
     held["X"], held["Y"] = model.batch(trace)
+    scaler = fp16 and loop.scaler and trace.amp
+    if scaler:  # GradScaler's _scale (fp32) and _growth_tracker (int32), made by its first step
+        held["scaler"] = (trace.new((), FLOAT32), trace.new((), INT32))
     if loop.holds_previous:
         half = trace.platform.half if trace.amp else FLOAT32
         held["logits"] = trace.new((B, S, V), half)  # the previous step's
@@ -154,22 +169,6 @@ def simulate(
     if loop.phases[0] == "zero_grad":
         trace.mark("zero_grad")  # the previous step's gradients: added by walk
 
-    trace.mark("forward")
-    held["logits"], held["loss"] = model.forward(trace, held["X"], held["Y"])
-    held["returned"] = list(trace.returned)  # what the model's output holds, with the logits
-    trace.returned.clear()
-    if loop.divides_loss:
-        held["loss"] = ops.divide(trace, held["loss"])
-    trace.mark("every block")  # autocast's cache holds copies from every block
-    trace.end_forward()
-    trace.mark("/every block")
-
-    if loop.next_batch:
-        trace.mark("next_batch")
-        held["X"], held["Y"] = model.batch(trace)
-        trace.end_forward()
-
-    trace.mark("backward")
     grads: dict[int, ops.Tensor] = {}
     in_block = [False]
 
@@ -179,8 +178,28 @@ def simulate(
             trace.mark("block" if inside else "/block")
             in_block[0] = inside
 
-    backward(trace, held["loss"], grads, on_node)
-    trace.nodes.clear()
+    for suffix in _suffixes(grad_accum):
+        trace.mark("forward" + suffix)
+        held["logits"], held["loss"] = model.forward(trace, held["X"], held["Y"])
+        held["returned"] = list(trace.returned)  # what the model's output holds, with logits
+        trace.returned.clear()
+        if loop.divides_loss:
+            held["loss"] = ops.divide(trace, held["loss"])
+        trace.mark("every block")  # autocast's cache holds copies from every block
+        trace.end_forward()
+        trace.mark("/every block")
+
+        if loop.next_batch:
+            trace.mark("next_batch" + suffix)
+            held["X"], held["Y"] = model.batch(trace)
+            trace.end_forward()
+
+        trace.mark("backward" + suffix)
+        in_block[0] = False
+        root = scale(trace, held["loss"]) if scaler else held["loss"]  # scaler.scale(loss)
+        backward(trace, root, grads, on_node)
+        del root
+        trace.nodes.clear()
     trace.mark(_TAIL)  # clip and step are analytic (see walk)
     trace.mark("every block")
     del grads  # zero_grad(set_to_none=True) frees every block's gradients
@@ -188,7 +207,20 @@ def simulate(
     if not loop.holds_previous:
         trace.mark(_RETURN)  # the step's function returns: its locals die
         held.pop("logits"), held.pop("loss"), held.pop("returned")
-    return walk(trace, optimizer, step_location, loop=loop)
+    return walk(
+        trace,
+        optimizer,
+        step_location,
+        loop=loop,
+        grad_accum=grad_accum,
+        fp16=fp16,
+        buckets=buckets,
+    )
+
+
+def _suffixes(grad_accum: int) -> tuple[str, ...]:
+    """The micro-steps simulated: the first, and a later one where there are several."""
+    return ("",) if grad_accum == 1 else ("", " k")
 
 
 #: Marks in the event log: the analytic end of the step starts; the step's function returns.
@@ -206,9 +238,13 @@ def walk(
     size: Callable[[sympy.Expr], sympy.Expr] = _exact,
     resident: sympy.Expr = sympy.S.Zero,
     loop: Loop = NANOGPT_LOOP,
+    grad_accum: int = 1,
+    fp16: bool = False,
+    buckets: bool = False,
 ) -> tuple[StepPhase, ...]:
     """The phases of the step :func:`simulate` ran on ``trace`` with ``loop``: its event log,
-    with the analytic clip, step and zero_grad phases added.
+    with the analytic clip, step and zero_grad phases added (and, where the loop runs a
+    GradScaler under fp16, ``unscale`` and ``update``: empty without AMP).
 
     ``size`` gives what an allocation of so many bytes takes (the bytes themselves by default;
     :func:`symmem.allocator.block_bytes` for a caching allocator); ``resident`` is held
@@ -223,9 +259,11 @@ def walk(
     zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
     return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
+    names = loop.phases_for(grad_accum, fp16)
+    scaler = fp16 and loop.scaler and trace.amp
     for i, (kind, key, nbytes, location, what) in enumerate(events):
         if kind == "mark":
-            if what in (*loop.phases, _TAIL, _RETURN):
+            if what in (*names, _TAIL, _RETURN):
                 phase, region = what, "pre"
             elif what in ("every block", "/every block"):
                 every = what == "every block"
@@ -254,26 +292,35 @@ def walk(
             live -= freed
 
     base = _state_bytes(trace, step_location, size) + resident
-    growth_f = marks[("forward", "/block")] - marks[("forward", "block")]
-    growth_b = marks[("backward", "/block")] - marks[("backward", "block")]
+    if buckets:
+        # DDP with gradient_as_bucket_view=False: the reducer's flat buckets hold a copy of every
+        # gradient (fp32, like the parameters) for the life of the module (reducer.cpp,
+        # initialize_buckets). Measured with gloo on CPU: 4 bytes per parameter at every mark.
+        # A caching allocator rounds each bucket; they are counted here as one block.
+        params = _param_numels(trace)
+        base += size(4 * sum((p.numel * p.layers for p in params), sympy.Integer(0)))
     others = L - 1
+    # What the L - 1 blocks not traced add, by phase and region: each block's net growth in the
+    # forward and the backward of every micro-step so far.
+    table: dict[str, dict[str, list[sympy.Expr]]] = {}
+    carry = sympy.Integer(0)
+    for suffix in _suffixes(grad_accum):
+        forward, batch, back = ("forward" + suffix, "next_batch" + suffix, "backward" + suffix)
+        f = others * (marks[(forward, "/block")] - marks[(forward, "block")])
+        b = others * (marks[(back, "/block")] - marks[(back, "block")])
+        table[forward] = {"pre": [carry], "block": [carry, carry + f], "post": [carry + f]}
+        table[batch] = {"pre": [carry + f]}
+        table[back] = {"pre": [carry + f], "block": [carry + f, carry + f + b]}
+        table[back]["post"] = [carry + f + b]
+        carry += f + b
 
     def shifts(phase: str, region: str) -> list[sympy.Expr]:
-        if phase == "forward":
-            return {"pre": [0], "block": [0, others * growth_f], "post": [others * growth_f]}[
-                region
-            ]
-        if phase == "next_batch":
-            return [others * growth_f]
-        if phase == "backward":
-            f, b = others * growth_f, others * growth_b
-            return {"pre": [f], "block": [f, f + b], "post": [f + b]}[region]
-        return [others * (growth_f + growth_b)]
+        return table[phase][region] if phase in table else [carry]
 
     def at_mark(phase: str) -> sympy.Expr:
         return sympy.expand(base + marks[(phase, phase)] + shifts(phase, "pre")[-1])
 
-    traced = [p for p in loop.phases if p in ("forward", "next_batch", "backward")]
+    traced = [p for p in names if p in table]
     starts = [at_mark(p) for p in (*traced, _TAIL)]
     found_by: dict[str, StepPhase] = {}
     for name, start, end in zip(traced, starts, starts[1:], strict=False):
@@ -285,14 +332,39 @@ def walk(
         ]
         found_by[name] = StepPhase(name, start, end, prune([(start, "start"), *found]))
     after = starts[-1]
+    four, wrapped = size(sympy.Integer(4)), size(sympy.Integer(8))
+    if trace.platform.wrapped != DEVICE:
+        wrapped = sympy.Integer(0)
+    if scaler:
+        # unscale_: inv_scale = _scale.double().reciprocal().float(), then found_inf = full((),
+        # 0.0); inv_scale dies at its end, found_inf is kept until update() (torch/amp/
+        # grad_scaler.py).
+        eight = size(sympy.Integer(8))
+        points_u = [(sympy.expand(after + 2 * eight), "reciprocal")]
+        found_by["unscale"] = StepPhase(
+            "unscale", after, sympy.expand(after + four), tuple(points_u)
+        )
+        found_by["update"] = StepPhase(
+            "update", sympy.expand(after + four), after, ((sympy.expand(after + four), "start"),)
+        )
+        after = sympy.expand(after + four)
+    elif "unscale" in names:
+        found_by["unscale"] = StepPhase("unscale", after, after, ((after, "start"),))
+        found_by["update"] = StepPhase("update", after, after, ((after, "start"),))
     params = _param_numels(trace)
     count = sum((p.layers for p in params), sympy.Integer(0))
     # A 0-dim norm per parameter tensor, their stack and the total norm.
     norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
     found_by["clip"] = StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),))
-    temporaries = _step_temporaries(optimizer, params, size, loop.groups)
+    temporaries = _step_temporaries(optimizer, params, size, loop.groups, wrapped)
+    if scaler and optimizer == "fused":
+        # step() passes found_inf to the fused kernel as sum([found_inf]): 0 + found_inf, a new
+        # 0-dim tensor (with a wrapped int), kept as optimizer.found_inf while it steps.
+        temporaries = [(four + wrapped, "add"), *((four + c, w) for c, w in temporaries)]
     step = [(sympy.expand(after + c), what) for c, what in temporaries]
     found_by["step"] = StepPhase("step", after, after, prune([(after, "start"), *step]))
+    if scaler:
+        after = sympy.expand(after - four)  # update() lets found_inf go
     if loop.phases[0] == "zero_grad":  # at the start of the next step, once the locals died
         first = sympy.expand(after - return_frees)
         end = sympy.expand(first - zero_grad_frees)
@@ -300,7 +372,7 @@ def walk(
     else:
         end = sympy.expand(after - zero_grad_frees)
         found_by["zero_grad"] = StepPhase("zero_grad", after, end, ((after, "start"),))
-    return tuple(found_by[name] for name in loop.phases)
+    return tuple(found_by[name] for name in names)
 
 
 def _state_bytes(
@@ -338,9 +410,12 @@ def _step_temporaries(
     params: Sequence[_Numel],
     size: Callable[[sympy.Expr], sympy.Expr],
     grouping: str = "decay",
+    wrapped: sympy.Expr = sympy.S.Zero,
 ) -> list[tuple[sympy.Expr, str]]:
     """Bytes of AdamW's temporaries (fp32, one per parameter tensor) at each candidate peak of
-    its step.
+    its step. ``wrapped`` is what a Python float made a tensor takes on the device (8 B of
+    float64 on the CPU, nothing beside a GPU): the for-loop's ``sqrt() / bias_correction2_sqrt``
+    holds one while ``div`` allocates.
 
     ``decay``: nanoGPT's two parameter groups, tensors of 2 or more dims (decayed), then the
     rest, each in ``named_parameters`` order; ``one``: every parameter in that order.
@@ -357,10 +432,10 @@ def _step_temporaries(
         elif optimizer == "forloop":  # the previous denom, then sqrt and div of this one
             before = [sympy.Integer(0), *(size(4 * p.numel) for p in group)]
             for previous, p in zip(before, group, strict=False):
-                found.append((previous + 2 * size(4 * p.numel), f"div ({p.name})"))
+                found.append((previous + 2 * size(4 * p.numel) + wrapped, f"div ({p.name})"))
             blocks = [p for p in group if p.layers != 1]
             if len(blocks) > 1:  # the last block's last tensor, then the next block's first
-                crossing = size(4 * blocks[-1].numel) + 2 * size(4 * blocks[0].numel)
+                crossing = size(4 * blocks[-1].numel) + 2 * size(4 * blocks[0].numel) + wrapped
                 found.append((sympy.Piecewise((crossing, L >= 2), (0, True)), "div"))
     return found
 

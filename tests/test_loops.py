@@ -145,8 +145,172 @@ def test_cli_loop(capsys):
     plain = json.loads(capsys.readouterr().out)
     assert [p["phase"] for p in plain["step"]["phases"]] == list(LOOPS["plain"].phases)
     assert plain["loop"] == "plain"
+    assert (plain["grad_accum"], plain["amp_dtype"], plain["ddp"]) == (1, "bf16", 1)
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["loop"] == "nanogpt"
     with pytest.raises(SystemExit) as info:
         main([*argv, "--loop", "jax"])
     assert info.value.code == 2
+
+
+@needs_torch
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize(("grad_accum", "optimizer"), [(2, "forloop"), (3, "foreach")])
+def test_gradient_accumulation_equals_measurement_on_cpu(config, grad_accum, optimizer):
+    from symmem.validate.timeline import measure_timeline
+
+    report = build_report("cpu", "default", optimizer, grad_accum=grad_accum)
+    estimate = report.at(config)
+    timeline = measure_timeline(config, optimizer=optimizer, grad_accum=grad_accum)
+    measured = [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert _phases(estimate) == measured
+    assert estimate.totals["peak"] == timeline.peak
+    # A later micro-step starts with the first one's gradients alive.
+    phases = {name: (start, end) for name, start, end, _ in estimate.timeline}
+    assert phases["forward k"][0] == phases["forward"][0] + estimate.totals["grads"]
+    assert phases["backward k"][1] == phases["backward"][1]  # added in place, then let go
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_phases_and_k():
+    one = build_report("cpu", grad_accum=1)
+    assert one is build_report("cpu")  # K = 1 is today's step
+    two = build_report("cpu", grad_accum=2)
+    forty = build_report("cpu", grad_accum=40)
+    assert forty.grad_accum == 40
+    assert tuple(forty.phases) == LOOPS["nanogpt"].phases_for(40)
+    config = CONFIGS[1]
+    # Micro-steps 2 to K are alike: K only names how many there are.
+    assert forty.at(config).totals == two.at(config).totals
+    assert two.at(config).totals["peak"] > one.at(config).totals["peak"]
+
+
+@pytest.mark.parametrize(
+    ("grad_accum", "loop", "message"),
+    [
+        (0, "nanogpt", "whole number >= 1, not 0"),
+        (-2, "nanogpt", "whole number >= 1, not -2"),
+        (2.0, "nanogpt", "whole number >= 1, not 2.0"),
+        (2, "plain", "does not apply to the plain loop"),
+    ],
+)
+def test_bad_gradient_accumulation(grad_accum, loop, message):
+    with pytest.raises(ConfigError, match=message):
+        build_report("cpu", loop=loop, grad_accum=grad_accum)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--grad-accum", "0"], "--grad-accum must be a whole number >= 1, not 0"),
+        (["--grad-accum", "2", "--loop", "plain"], "does not apply to the plain loop"),
+    ],
+)
+def test_cli_bad_gradient_accumulation(capsys, flags, message):
+    from symmem.cli import main
+
+    assert main(["estimate", "--platform", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@needs_torch
+@pytest.mark.parametrize("loop", ["nanogpt", "plain"])
+def test_wrapped_number_at_the_forloop_step_peak(loop):
+    # Few tokens, wide layers: the peak falls in the for-loop AdamW step, where
+    # ``exp_avg_sq.sqrt() / bias_correction2_sqrt`` wraps the float as an 8-byte float64 tensor
+    # alive while div allocates; the CPU keeps it on the device.
+    from symmem.validate.timeline import measure_timeline
+
+    config = Config(B=1, S=5, D=132, NH=3, V=41, L=2)
+    estimate = build_report("cpu", "default", "forloop", loop=loop).at(config)
+    timeline = measure_timeline(config, optimizer="forloop", loop=loop)
+    assert estimate.peak_at == ("step", "div (transformer.h.*.mlp.c_proj.weight)")
+    assert timeline.peak_phase == "step" and timeline.phase("step").at == "div"
+    assert estimate.totals["peak"] == timeline.peak
+    # Beside a GPU the wrapped number is in host memory: the same step on CUDA has no 8 B.
+    from symmem.platforms import get_platform
+
+    assert get_platform("cuda").wrapped == "host" and get_platform("cpu").wrapped == "device"
+
+
+FP16_CONFIGS = [
+    Config(B=1, S=37, D=60, NH=4, V=97, L=2, amp=True, dropout=True, bias=True),
+    Config(B=2, S=17, D=30, NH=5, V=50, L=2, amp=True),
+    Config(B=3, S=33, D=48, NH=1, V=64, L=3, dropout=True),  # no AMP: no GradScaler
+]
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize("config", FP16_CONFIGS, ids=str)
+@pytest.mark.parametrize(("grad_accum", "optimizer"), [(1, "forloop"), (2, "fused")])
+def test_fp16_with_grad_scaler_equals_measurement_on_cpu(config, grad_accum, optimizer):
+    from symmem.validate.timeline import measure_timeline
+
+    report = build_report("cpu", "default", optimizer, grad_accum=grad_accum, amp_dtype="fp16")
+    estimate = report.at(config)
+    timeline = measure_timeline(
+        config, optimizer=optimizer, grad_accum=grad_accum, amp_dtype="fp16"
+    )
+    measured = [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert _phases(estimate) == measured
+    assert "unscale" in report.phases and "update" in report.phases
+    bf16 = build_report("cpu", "default", optimizer, grad_accum=grad_accum).at(config)
+    if config.amp:  # _scale and _growth_tracker, and the scaled loss through backward
+        assert estimate.totals["peak"] > bf16.totals["peak"]
+    else:
+        assert estimate.totals == bf16.totals
+
+
+@needs_torch
+@pytest.mark.slow
+def test_plain_loop_runs_fp16_without_a_scaler():
+    from symmem.validate.timeline import measure_timeline
+
+    config = FP16_CONFIGS[1]
+    report = build_report("cpu", loop="plain", amp_dtype="fp16")
+    assert tuple(report.phases) == LOOPS["plain"].phases
+    timeline = measure_timeline(config, optimizer=report.optimizer, loop="plain", amp_dtype="fp16")
+    assert _phases(report.at(config)) == [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    assert report.at(config).totals == build_report("cpu", loop="plain").at(config).totals
+
+
+def test_bad_amp_dtype():
+    with pytest.raises(ConfigError, match="--amp-dtype must be one of bf16, fp16, not 'fp8'"):
+        build_report("cpu", amp_dtype="fp8")
+
+
+@needs_torch
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(B=2, S=17, D=30, NH=5, V=50, L=2),  # one bucket
+        Config(B=1, S=9, D=136, NH=4, V=301, L=3, bias=True),  # 2.7 MiB: several buckets
+    ],
+    ids=str,
+)
+def test_ddp_buckets_equal_measurement_with_gloo(config):
+    from symmem.validate.timeline import measure_ddp_timeline
+
+    timeline = measure_ddp_timeline(config, world=2)
+    estimate = build_report("cpu", ddp=2).at(config)
+    assert _phases(estimate) == [(p.name, p.start, p.peak, p.end) for p in timeline.phases]
+    alone = build_report("cpu").at(config)
+    assert estimate.totals["peak"] - alone.totals["peak"] == 4 * estimate.param_count
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ddp", "2", "--zero", "1", "--dp", "2"], "--ddp 2 cannot go with --zero 1"),
+        (["--ddp", "0"], "--ddp must be a whole number >= 1, not 0"),
+    ],
+)
+def test_cli_bad_ddp(capsys, flags, message):
+    from symmem.cli import main
+
+    assert main(["estimate", "--platform", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -148,7 +148,9 @@ def _accumulate_param(
     uses: Counter[int | None],
     grads: dict[int, Tensor],
 ) -> None:
-    """AccumulateGrad: sums the parameter's gradients; with the last one, keeps it as .grad."""
+    """AccumulateGrad: sums the parameter's gradients; with the last one, keeps it as .grad,
+    or, where a .grad is already there (gradient accumulation), adds it in place
+    (``variable_grad += new_grad`` with grad mode off, ``accumulate_grad.h``) and lets it go."""
     assert edge.param is not None
     old = pending.pop(edge.param, None)
     if old is not None:
@@ -156,7 +158,7 @@ def _accumulate_param(
     uses[edge.param] -= 1
     if uses[edge.param]:
         pending[edge.param] = grad
-    else:
+    elif edge.param not in grads:
         grads[edge.param] = grad
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import sympy
 
-from symmem.dtypes import BOOL, FLOAT32
+from symmem.dtypes import BOOL, FLOAT32, INT64
 from symmem.ops.graph import Tensor, Trace
 
 __all__ = [
@@ -237,12 +237,23 @@ def cross_entropy(t: Trace, logits: Tensor, targets: Tensor) -> Tensor:
     return t.new((), FLOAT32, grad_fn=node)
 
 
+def scale(t: Trace, x: Tensor) -> Tensor:
+    """``x * s`` by a 0-dim tensor that needs no gradient and outlives the step (GradScaler's
+    ``scale(loss)``): MulBackward0 saves ``s`` alone, nothing new. Backward: a fresh gradient.
+    """
+    node = t.node("MulBackward0", (x,), {}, _fresh((x.shape, x.dtype)))
+    return t.new(x.shape, x.dtype, grad_fn=node)
+
+
 def divide(t: Trace, x: Tensor) -> Tensor:
     """``x / n`` by a Python number (the training loop's ``loss / gradient_accumulation_steps``).
 
-    DivBackward0 saves the number as a 0-dim int64 made outside any operator (Python's number
-    wrapped as a tensor); symmem, like its measurement, counts operators' outputs only.
-    Backward: a fresh gradient.
+    DivBackward0 saves the number as a 0-dim int64 made outside any operator, before ``div``
+    runs (Python's number wrapped as a tensor, where the platform keeps those): it lives until
+    the node has run in backward. No operator made it, so it is no saved term; the training
+    step counts it. Backward: a fresh gradient.
     """
+    number = t.new((), INT64, location=t.platform.wrapped)
     node = t.node("DivBackward0", (x,), {}, _fresh((x.shape, x.dtype)))
+    node.saved.append(number.storage)
     return t.new(x.shape, x.dtype, grad_fn=node)

@@ -29,6 +29,9 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
         "kernel_reason": report.kernel_reason(estimate.config),
         "optimizer": report.optimizer,
         "loop": report.loop.name,
+        "grad_accum": report.grad_accum,
+        "amp_dtype": report.amp_dtype,
+        "ddp": report.ddp,
         "allocator": describe(allocator, caching=report.platform.caching_allocator),
         "param_count": estimate.param_count,
         "terms": [

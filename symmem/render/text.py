@@ -40,7 +40,10 @@ def estimate_table(
             f"symmem estimate: {sizes}  {switches}",
             f"platform {report.platform.where}, attention {estimate.kernel}"
             + (f" (from {report.attention!r})" if report.attention != estimate.kernel else "")
-            + f", {report.optimizer} AdamW, {report.loop.name} loop",
+            + f", {report.optimizer} AdamW, {report.loop.name} loop"
+            + (f" of {report.grad_accum} micro-steps" if report.grad_accum > 1 else "")
+            + (", fp16 autocast" if report.amp_dtype == "fp16" and config.amp else "")
+            + (f", DDP over {report.ddp}" if report.ddp > 1 else ""),
             f"kernel: {report.kernel_reason(config)}",
             f"parameters: {estimate.param_count:,}",
         ],

@@ -307,10 +307,13 @@ def build_adamw(model: Any, optimizer: str, dev: torch.device) -> torch.optim.Ad
     )
 
 
-def autocast_context(config: Config, dev: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast when AMP is on, as nanoGPT's ``ctx``; else nothing."""
+def autocast_context(
+    config: Config, dev: torch.device, amp_dtype: str = "bf16"
+) -> contextlib.AbstractContextManager[Any]:
+    """bf16 (or ``amp_dtype``) autocast when AMP is on, as nanoGPT's ``ctx``; else nothing."""
     if config.amp:
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
+        dtype = torch.float16 if amp_dtype == "fp16" else torch.bfloat16
+        return torch.autocast(dev.type, dtype=dtype)
     return contextlib.nullcontext()
 
 
@@ -331,13 +334,17 @@ def measure(
     seed: int = 0,
     checkpoint: str = "none",
     loop: str = "nanogpt",
+    grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> Measurement:
     """Run one training step of nanoGPT for ``config`` and measure every term.
 
     ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
     on CUDA, PyTorch's own default elsewhere). ``checkpoint`` is the activation checkpointing
     of the model: ``none``, ``full`` (each block) or ``selective`` (the attention core).
-    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`).
+    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`),
+    with ``grad_accum`` micro-steps and ``amp_dtype`` autocast (with nanoGPT's GradScaler for
+    ``fp16``).
     """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
@@ -407,6 +414,8 @@ def measure(
         optimizer=optimizer,
         checkpoint=checkpoint,
         loop=loop,
+        grad_accum=grad_accum,
+        amp_dtype=amp_dtype,
     )
     totals["peak"] = timeline.peak
     # The allocator's own count where there is a caching allocator; the live tensors on the CPU.

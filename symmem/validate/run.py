@@ -73,12 +73,15 @@ def run_validation(
     checkpoint: str = "none",
     plot: str | None = None,
     loop: str | None = None,
+    grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
 
     ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT;
     ``plot`` a file to draw the comparison in (:func:`symmem.plot.validation_plot`), checked
-    before anything runs; ``loop`` the training loop measured (``None``: the architecture's).
+    before anything runs; ``loop`` the training loop measured (``None``: the architecture's),
+    with ``grad_accum`` micro-steps under ``amp_dtype`` autocast.
     """
     platform = platform or device
     if platform != device:
@@ -86,7 +89,14 @@ def run_validation(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
     report = build_report(
-        platform, attention, optimizer, checkpoint=checkpoint, model=config.model, loop=loop
+        platform,
+        attention,
+        optimizer,
+        checkpoint=checkpoint,
+        model=config.model,
+        loop=loop,
+        grad_accum=grad_accum,
+        amp_dtype=amp_dtype,
     )
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
@@ -108,6 +118,8 @@ def run_validation(
             optimizer=report.optimizer,
             checkpoint=checkpoint,
             loop=report.loop.name,
+            grad_accum=grad_accum,
+            amp_dtype=amp_dtype,
         )
     comparison = compare(estimate, measurement)
     if plot is not None:
@@ -145,7 +157,7 @@ def run_validation(
             print("measured, phase by phase:")
             for p in measurement.timeline.phases:
                 print(
-                    f"  {p.name:<10} start {p.start:>14,}  end {p.end:>14,}"
+                    f"  {p.name:<12} start {p.start:>14,}  end {p.end:>14,}"
                     f"  peak {p.peak:>14,} ({format_bytes(p.peak)}) at {p.at}"
                 )
     return 0 if comparison.match else 1

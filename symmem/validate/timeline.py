@@ -14,10 +14,12 @@ built, so every live storage is known.
 
 Live memory counts the storages that operators return: an allocation made inside an operator
 and freed before the operator returns (a kernel's scratch buffer) is counted separately, as
-``scratch``, and allocations made outside any operator (Python numbers wrapped as 0-dim
-tensors) are not counted. "Operator" means one the dispatcher runs after composite operators
-are decomposed: ``mm``, not ``linear``; where the profiler shows no such operator around an
-allocation, the innermost composite one (``where``) stands for it.
+``scratch``. Allocations made outside any operator are Python numbers wrapped as 0-dim
+tensors (``loss / gradient_accumulation_steps``, AdamW's ``sqrt() / bias_correction2_sqrt``):
+they are counted as live, named ``wrapped number``, for as long as they live. "Operator" means
+one the dispatcher runs after composite operators are decomposed: ``mm``, not ``linear``; where
+the profiler shows no such operator around an allocation, the innermost composite one
+(``where``) stands for it.
 
 With activation checkpointing, ``torch.utils.checkpoint`` stashes the RNG state with
 ``torch.get_rng_state()`` when a region starts, and again (``torch.random.fork_rng``) while backward
@@ -49,13 +51,14 @@ from symmem.validate.measure import (
     reference,
 )
 
-__all__ = ["PHASES", "Phase", "Timeline", "measure_timeline"]
+__all__ = ["PHASES", "Phase", "Timeline", "measure_ddp_timeline", "measure_timeline"]
 
 #: The phases of one step, in order.
 PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 
 _MARK = "symmem:"
 _OP = "symmem_op::"  # a record_function range that stands for an operator
+_WRAPPED = "wrapped number"
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,23 @@ def measure_timeline(
     seed: int = 0,
     checkpoint: str = "none",
     loop: str = "nanogpt",
+    grad_accum: int = 1,
+    amp_dtype: str = "bf16",
 ) -> Timeline:
     """Run ``loop`` (:mod:`symmem.loops`: nanoGPT's training loop by default) for ``config`` and
     measure live memory phase by phase.
 
     ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does (the plain loop
     never clips). ``checkpoint`` is the model's activation checkpointing: ``none``, ``full`` or
-    ``selective``.
+    ``selective``. With ``grad_accum`` >= 2 micro-steps, the phases of the first micro-step keep
+    their names and those of the last one are suffixed `` k``
+    (:meth:`symmem.loops.Loop.phases_for`). ``amp_dtype`` is autocast's dtype under AMP; with
+    ``fp16`` the nanoGPT loop runs ``torch.amp.GradScaler`` (and its ``unscale`` and ``update``
+    phases, empty without AMP).
     """
     config.require_complete()
     chosen = get_loop(loop)
+    names = chosen.phases_for(grad_accum, amp_dtype == "fp16")
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -137,12 +147,69 @@ def measure_timeline(
         profile(activities=activities, profile_memory=True) as prof,
     ):
         if chosen.name == "plain":
-            peak = _train_plain(config, dev, attention, optimizer, checkpoint)
+            peak = _train_plain(config, dev, attention, optimizer, checkpoint, amp_dtype)
         else:
-            peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint)
+            peak = _train(
+                config, dev, attention, optimizer, grad_clip, checkpoint, grad_accum, amp_dtype
+            )
     events = prof.profiler.kineto_results.experimental_event_tree()
-    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", chosen.phases)
+    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", names)
     return Timeline(config, device, phases, peak)
+
+
+def measure_ddp_timeline(config: Config, *, world: int = 2, optimizer: str = "forloop") -> Timeline:
+    """:func:`measure_timeline` of nanoGPT's loop on the CPU, with the model wrapped in
+    ``DistributedDataParallel`` (``bucket_cap_mb=25``, gloo) in each of ``world`` processes run
+    here; the timeline is rank 0's."""
+    import socket
+    import tempfile
+
+    from torch.multiprocessing.spawn import spawn
+
+    with socket.socket() as free:  # a port for the process group to meet on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "timeline.json")
+        spawn(_ddp_rank, args=(world, port, config, optimizer, out), nprocs=world)
+        with open(out, encoding="utf-8") as file:
+            import json
+
+            rows = json.load(file)
+    return Timeline(config, "cpu", tuple(Phase(*row) for row in rows))
+
+
+def _ddp_rank(rank: int, world: int, port: int, config: Config, optimizer: str, out: str) -> None:
+    """One process of :func:`measure_ddp_timeline`."""
+    import dataclasses
+    import json
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    global build_model
+    plain = build_model
+
+    def wrapped(config: Config, dev: torch.device, checkpoint: str = "none") -> Any:
+        model = plain(config, dev, checkpoint)
+        ddp = DistributedDataParallel(model, bucket_cap_mb=25)
+        ddp.configure_optimizers = model.configure_optimizers  # nanoGPT calls it on the raw model
+        return ddp
+
+    build_model = wrapped
+    try:
+        if rank == 0:
+            timeline = measure_timeline(config, optimizer=optimizer)
+            with open(out, "w", encoding="utf-8") as file:
+                json.dump([dataclasses.astuple(p) for p in timeline.phases], file)
+        else:
+            with _quiet_stderr():
+                _train(config, torch.device("cpu"), "default", optimizer, 1.0)
+    finally:
+        build_model = plain
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -183,13 +250,17 @@ def _train(
     optimizer: str,
     grad_clip: float,
     checkpoint: str = "none",
+    gradient_accumulation_steps: int = 1,
+    amp_dtype: str = "bf16",
 ) -> int | None:
-    """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler."""
+    """Two steps of nanoGPT's loop; the second one's phases are marked for the profiler (of its
+    micro-steps, the first and the last)."""
     model = build_model(config, dev, checkpoint)
     forward = reference(config).run
     adamw = build_adamw(model, optimizer, dev)
-    autocast = autocast_context(config, dev)
-    gradient_accumulation_steps = 1
+    autocast = autocast_context(config, dev, amp_dtype)
+    fp16 = amp_dtype == "fp16"
+    scaler = torch.amp.GradScaler(dev.type, enabled=fp16 and config.amp)
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
 
     def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,24 +271,37 @@ def _train(
 
     held: dict[str, Any] = {}  # the loop's variables: X, Y, logits, loss
 
-    def one_step(mark: str) -> None:
-        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
-            return record_function(mark + name) if mark else contextlib.nullcontext()
-
-        with phase("forward"), autocast:
+    def micro(phase: Any, suffix: str) -> None:
+        with phase("forward" + suffix), autocast:
             output = forward(model, held["X"], held["Y"])
             held["logits"], held["loss"], held["out"] = output.logits, output.loss, output.held
             del output
             held["loss"] = held["loss"] / gradient_accumulation_steps
-        with phase("next_batch"):
+        with phase("next_batch" + suffix):
             held["X"], held["Y"] = get_batch()
-        with phase("backward"):
-            held["loss"].backward()
+        with phase("backward" + suffix):
+            scaler.scale(held["loss"]).backward()
+
+    def one_step(mark: str) -> None:
+        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
+            return record_function(mark + name) if mark else contextlib.nullcontext()
+
+        for micro_step in range(gradient_accumulation_steps):
+            if micro_step == 0 or micro_step == gradient_accumulation_steps - 1:
+                micro(phase, " k" if micro_step else "")
+            else:
+                micro(lambda name: contextlib.nullcontext(), "")
+        if fp16:
+            with phase("unscale"):
+                scaler.unscale_(adamw)
         with phase("clip"):
             if grad_clip != 0.0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         with phase("step"):
-            adamw.step()
+            scaler.step(adamw)
+        if fp16:
+            with phase("update"):
+                scaler.update()
         with phase("zero_grad"):
             adamw.zero_grad(set_to_none=True)
 
@@ -232,7 +316,12 @@ def _train(
 
 
 def _train_plain(
-    config: Config, dev: torch.device, attention: str, optimizer: str, checkpoint: str = "none"
+    config: Config,
+    dev: torch.device,
+    attention: str,
+    optimizer: str,
+    checkpoint: str = "none",
+    amp_dtype: str = "bf16",
 ) -> int | None:
     """Two steps of the plain loop (:data:`symmem.loops.PLAIN`); the second one's phases are
     marked for the profiler."""
@@ -241,7 +330,7 @@ def _train_plain(
     flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
     fused, foreach = flags.get(optimizer, (None, None))
     adamw = torch.optim.AdamW(model.parameters(), fused=fused, foreach=foreach)
-    autocast = autocast_context(config, dev)
+    autocast = autocast_context(config, dev, amp_dtype)
     B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
     X = torch.randint(0, V, (B, S), device=dev)
     Y = torch.randint(0, V, (B, S), device=dev)
@@ -335,7 +424,7 @@ def _phases(roots: list[Any], device: str, names: tuple[str, ...] = PHASES) -> t
     deltas: list[tuple[int, int, int, str]] = []  # (time, live delta, scratch delta, op)
     for block in done:
         if not block.op:
-            continue
+            block.op = _WRAPPED  # made outside any operator: a Python number as a tensor
         inside = block.end is not None and block.end <= block.op_end
         live, extra = (0, block.size) if inside else (block.size, 0)
         deltas.append((block.start, live, extra, block.op))
