@@ -206,7 +206,9 @@ def simulate(
     trace.mark("/every block")
     if not loop.holds_previous:
         trace.mark(_RETURN)  # the step's function returns: its locals die
+        trace.mark("every block")  # the output's key/value cache: one copy per block
         held.pop("logits"), held.pop("loss"), held.pop("returned")
+        trace.mark("/every block")
     return walk(
         trace,
         optimizer,

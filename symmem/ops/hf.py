@@ -29,7 +29,7 @@ from typing import Any
 import sympy
 
 from symmem.dtypes import FLOAT32, FLOAT64, INT64, DType
-from symmem.ops.graph import Storage, Tensor, Trace
+from symmem.ops.graph import Tensor, Trace
 from symmem.ops.layers import _backward_addmm, add, autocast_input, cross_entropy
 
 __all__ = [
@@ -78,10 +78,9 @@ def _autocast_fp32(t: Trace, op: str, x: Tensor) -> Tensor:
 
 def wrapped_number(t: Trace, dtype: DType = FLOAT64) -> Tensor:
     """A Python number used as a tensor: a 0-dim ``dtype`` tensor (float64 for a ``float``),
-    where the platform keeps wrapped numbers. Made outside any operator, it is no allocation of
-    the step's timeline (no event is logged)."""
-    storage = Storage((), dtype, t.platform.wrapped, t.module_name, None, None)
-    return Tensor((), dtype, storage)
+    where the platform keeps wrapped numbers. Made outside any operator, before the operator
+    that takes it runs; the step's timeline counts it where it is device memory."""
+    return t.new((), dtype, location=t.platform.wrapped)
 
 
 def mul_number(t: Trace, x: Tensor, dtype: DType = FLOAT64) -> Tensor:
