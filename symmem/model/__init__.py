@@ -5,7 +5,7 @@
 >>> get_model("nanogtp")
 Traceback (most recent call last):
 ...
-symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt? known: nanogpt)
+symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt? known: nanogpt, llama, qwen2, mistral)
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from symmem.errors import ConfigError
+from symmem.model.llama import LLAMA, MISTRAL, QWEN2
 from symmem.model.nanogpt import NANOGPT
 from symmem.model.spec import Model, ParallelRules
 
 __all__ = ["MODELS", "Model", "ParallelRules", "get_model"]
 
 #: Every architecture, by the name ``--arch`` takes.
-MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (NANOGPT,)})
+MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (NANOGPT, LLAMA, QWEN2, MISTRAL)})
 
 
 def get_model(name: str | Model) -> Model:

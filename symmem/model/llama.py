@@ -1,0 +1,212 @@
+"""Hugging Face's Llama family, built from symmem's op rules: ``LlamaForCausalLM``,
+``Qwen2ForCausalLM`` and ``MistralForCausalLM`` of transformers 5.23.0, as
+``model(input_ids, labels=labels)`` calls them with ``attn_implementation="sdpa"``.
+
+It reads like ``modeling_llama.py``: the token embedding, the rotary cos and sin made once by
+``model.rotary_emb``, ``L`` decoder layers (one is traced, module ``model.layers.*``: RMSNorm,
+attention with rotary q and k, the key/value cache's copies, SDPA with ``enable_gqa``, ``o_proj``;
+RMSNorm, SwiGLU MLP), the final norm, ``lm_head`` and the loss. The three classes differ only in
+their linears' biases (Qwen2's q, k and v projections always have one; Llama's attention and MLP
+have one with ``BIAS``; Mistral's none) and Mistral's sliding window, which changes nothing
+while S is below it (no mask is built and the cache keeps every position): longer sequences are
+refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy
+
+from symmem import ops
+from symmem.dtypes import INT64
+from symmem.model.spec import Model
+from symmem.ops import Tensor, Trace
+from symmem.ops.pointwise import multiply, silu
+from symmem.ops.rmsnorm import rms_norm
+from symmem.ops.rope import apply_rotary, positions, rotary_embedding
+from symmem.symbols import AMP, BIAS, NH, NKV, TIED, B, D, F, L, S, V
+
+__all__ = ["LLAMA", "MISTRAL", "QWEN2"]
+
+#: Module path of the traced decoder layer.
+BLOCK = "model.layers.*"
+
+#: Whether each linear of a decoder layer has a bias: ``always``, ``never`` or with ``BIAS``.
+Biases = Callable[[Trace, str], bool]
+
+
+def _llama_bias(t: Trace, name: str) -> bool:
+    return t.scenario.bias  # attention_bias = mlp_bias = BIAS
+
+
+def _qwen2_bias(t: Trace, name: str) -> bool:
+    return name in ("q_proj", "k_proj", "v_proj")
+
+
+def _no_bias(t: Trace, name: str) -> bool:
+    return False
+
+
+def batch(t: Trace) -> tuple[Tensor, Tensor]:
+    """The token ids and the labels, (B, S) int64 each."""
+    return (
+        t.new((B, S), INT64, label="idx", kind="inputs"),
+        t.new((B, S), INT64, label="targets", kind="inputs"),
+    )
+
+
+def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tuple[Tensor, Tensor]]:
+    def forward(t: Trace, idx: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """``XForCausalLM.forward(input_ids, labels=labels)``: returns ``(logits, loss)``."""
+        with t.module("model.embed_tokens"):
+            hidden = ops.embedding(t, idx, t.param("weight", V, D))
+        ids = positions(t, S)
+        with t.module("model.rotary_emb"):
+            cos, sin = rotary_embedding(t, ids, D / NH)
+        t.mark("block")
+        with t.module(BLOCK):
+            hidden = decoder_layer(t, hidden, cos, sin, biases)
+        t.mark("/block")
+        del ids
+        with t.module("model.norm"):
+            hidden = rms_norm(t, hidden, t.param("weight", D))
+        weight = t.param("model.embed_tokens.weight") if t.scenario.tied else None
+        with t.module("lm_head"):
+            if weight is None:
+                weight = t.param("weight", V, D)
+            logits = ops.linear(t, hidden, weight, None)
+        del hidden
+        t.label(logits, "logits", "logits")
+        return logits, _causal_lm_loss(t, logits, labels)
+
+    return forward
+
+
+def decoder_layer(t: Trace, x: Tensor, cos: Tensor, sin: Tensor, biases: Biases) -> Tensor:
+    """``LlamaDecoderLayer.forward``: pre-norm attention and MLP, each added to the residual."""
+    with t.module("input_layernorm"):
+        normed = rms_norm(t, x, t.param("weight", D))
+    with t.module("self_attn"):
+        out = attention(t, normed, cos, sin, biases)
+    del normed
+    x = ops.add(t, x, out)
+    del out
+    with t.module("post_attention_layernorm"):
+        normed = rms_norm(t, x, t.param("weight", D))
+    with t.module("mlp"):
+        out = mlp(t, normed, biases)
+    del normed
+    return ops.add(t, x, out)
+
+
+def attention(t: Trace, x: Tensor, cos: Tensor, sin: Tensor, biases: Biases) -> Tensor:
+    """``LlamaAttention.forward``: q, k, v projections viewed as heads, rotary q and k, the
+    cache's update, ``sdpa_attention_forward`` (``enable_gqa`` when NKV < NH), ``o_proj``."""
+    hd = D / NH
+    q = ops.heads(t, _linear(t, "q_proj", x, D, D, biases), NH)
+    k = ops.heads(t, _linear(t, "k_proj", x, D, NKV * hd, biases), NKV)
+    v = ops.heads(t, _linear(t, "v_proj", x, D, NKV * hd, biases), NKV)
+    q = apply_rotary(t, q, cos, sin)
+    k = apply_rotary(t, k, cos, sin)
+    k, v = _cache_update(t, k, v)
+    y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
+    del q, k, v
+    y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
+    return _linear(t, "o_proj", y, D, D, biases)
+
+
+def mlp(t: Trace, x: Tensor, biases: Biases) -> Tensor:
+    """``LlamaMLP.forward``: ``down_proj(act_fn(gate_proj(x)) * up_proj(x))``, SiLU, width F."""
+    gate = _linear(t, "gate_proj", x, D, F, biases)
+    with t.module("act_fn"):
+        act = silu(t, gate)
+    del gate
+    up = _linear(t, "up_proj", x, D, F, biases)
+    product = multiply(t, act, up)
+    del act, up
+    return _linear(t, "down_proj", product, F, D, biases)
+
+
+def _linear(
+    t: Trace, name: str, x: Tensor, n_in: sympy.Expr, n_out: sympy.Expr, biases: Biases
+) -> Tensor:
+    with t.module(name):
+        weight = t.param("weight", n_out, n_in)
+        bias = t.param("bias", n_out) if biases(t, name) else None
+        return ops.linear(t, x, weight, bias)
+
+
+def _cache_update(t: Trace, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """``DynamicLayer.update``: ``torch.cat`` of an empty tensor and the new keys (values),
+    a fresh copy the returned cache keeps (kind ``cache``). CatBackward0 hands the gradient on."""
+    kept = []
+    for x, name in ((k, "keys"), (v, "values")):
+        node = t.node("CatBackward0", (x,), {}, lambda engine, grad: [grad])
+        copy = t.new(x.shape, x.dtype, grad_fn=node)
+        t.label(copy, f"DynamicCache-{name}", "cache")
+        t.returned.append(copy)
+        kept.append(copy)
+    return kept[0], kept[1]
+
+
+def _causal_lm_loss(t: Trace, logits: Tensor, labels: Tensor) -> Tensor:
+    """``ForCausalLMLoss``: fp32 logits, labels padded by one ``-100`` and shifted
+    (``labels[..., 1:].contiguous()``, a copy unless B = 1), ``cross_entropy`` (mean)."""
+    from symmem.dtypes import FLOAT32
+
+    logits = t.cast(logits, FLOAT32)
+    padded = t.new((B, S + 1), INT64)
+    shifted = padded if t.holds(sympy.Eq(B, 1)) else t.new((B, S), INT64)
+    del padded
+    target = shifted.view(B * S) if shifted.shape == (B, S) else shifted
+    return ops.cross_entropy(t, logits.view(B * S, V), target)
+
+
+def _model(name: str, title: str, root: str, biases: Biases, bias_switch: bool, **kw: object) -> Model:
+    switches = (AMP, TIED, BIAS) if bias_switch else (AMP, TIED)
+    meanings = {
+        B: "batch size (sequences per step)",
+        S: "sequence length",
+        D: "hidden size",
+        NH: "attention heads",
+        NKV: "key/value heads (NKV = NH: multi-head; 1: multi-query)",
+        F: "the MLP's hidden width (intermediate_size)",
+        V: "vocabulary size",
+        L: "decoder layers",
+        AMP: "1 under autocast mixed precision (16-bit compute), else 0",
+        TIED: "1 when lm_head shares the token embedding's weight, else 0",
+    }
+    if bias_switch:
+        meanings[BIAS] = "1 when the attention and MLP linears have biases, else 0"
+    reasons = {
+        "dropout": f"{title} is built with attention_dropout 0",
+        "SMAX": f"{title} has rotary positions, no position table",
+    }
+    if not bias_switch:
+        reasons["bias"] = (
+            "Qwen2's q, k and v projections always have biases, its other linears none"
+            if name == "qwen2"
+            else f"{title}'s linears have no biases"
+        )
+    return Model(
+        name=name,
+        title=title,
+        sizes=(B, S, D, NH, V, L, NKV, F),
+        switches=switches,
+        meanings=meanings,
+        forward=_forward(root, biases),
+        batch=batch,
+        block=BLOCK,
+        root=root,
+        rest="model",
+        divides=((NH, D), (NKV, NH)),
+        reasons=reasons,
+        reference="symmem.validate.hf",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+LLAMA = _model("llama", "Llama", "LlamaForCausalLM.forward", _llama_bias, True)
+QWEN2 = _model("qwen2", "Qwen2", "Qwen2ForCausalLM.forward", _qwen2_bias, False)
+MISTRAL = _model("mistral", "Mistral", "MistralForCausalLM.forward", _no_bias, False)
