@@ -11,6 +11,7 @@ __all__ = [
     "DTYPES",
     "FLOAT16",
     "FLOAT32",
+    "FLOAT64",
     "HOST",
     "INT64",
     "UINT64",
@@ -40,10 +41,11 @@ class DType:
 
 
 FLOAT32 = DType("float32", 4)
+FLOAT64 = DType("float64", 8)
 BFLOAT16 = DType("bfloat16", 2)
 FLOAT16 = DType("float16", 2)
 INT64 = DType("int64", 8)
 UINT64 = DType("uint64", 8)
 BOOL = DType("bool", 1)
 
-DTYPES = {d.name: d for d in (FLOAT32, BFLOAT16, FLOAT16, INT64, UINT64, BOOL)}
+DTYPES = {d.name: d for d in (FLOAT32, FLOAT64, BFLOAT16, FLOAT16, INT64, UINT64, BOOL)}

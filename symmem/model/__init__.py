@@ -2,10 +2,10 @@
 
 >>> get_model("nanogpt").block
 'transformer.h.*'
->>> get_model("nanogtp")
+>>> get_model("nanogtp")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt? known: nanogpt, llama, qwen2, mistral)
+symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt? known: ...)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from symmem.errors import ConfigError
+from symmem.model.gpt2 import GPT2
 from symmem.model.llama import LLAMA, MISTRAL, QWEN2
 from symmem.model.nanogpt import NANOGPT
 from symmem.model.spec import Model, ParallelRules
@@ -22,7 +23,9 @@ from symmem.model.spec import Model, ParallelRules
 __all__ = ["MODELS", "Model", "ParallelRules", "get_model"]
 
 #: Every architecture, by the name ``--arch`` takes.
-MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (NANOGPT, LLAMA, QWEN2, MISTRAL)})
+MODELS: Mapping[str, Model] = MappingProxyType(
+    {m.name: m for m in (NANOGPT, GPT2, LLAMA, QWEN2, MISTRAL)}
+)
 
 
 def get_model(name: str | Model) -> Model:

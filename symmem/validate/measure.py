@@ -291,11 +291,16 @@ def build_model(config: Config, dev: torch.device, checkpoint: str = "none") -> 
 
 
 def build_adamw(model: Any, optimizer: str, dev: torch.device) -> torch.optim.AdamW:
-    """nanoGPT's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default`` (fused on CUDA, as
-    nanoGPT asks; PyTorch's own choice elsewhere)."""
+    """The model's AdamW: ``fused``, ``foreach``, ``forloop`` or ``default``. nanoGPT's
+    ``configure_optimizers`` (default: fused on CUDA, as nanoGPT asks; PyTorch's own choice
+    elsewhere); for a model without one (Hugging Face's), ``torch.optim.AdamW(model.parameters())``
+    (default: PyTorch's own choice everywhere)."""
+    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
+    if not hasattr(model, "configure_optimizers"):
+        fused, foreach = flags.get(optimizer, (None, None))
+        return torch.optim.AdamW(model.parameters(), fused=fused, foreach=foreach)
     if optimizer == "default" and dev.type == "cuda":
         optimizer = "fused"
-    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
     fused, foreach = flags.get(optimizer, (None, None))
     return model.configure_optimizers(
         weight_decay=0.1, learning_rate=6e-4, fused=fused, foreach=foreach
