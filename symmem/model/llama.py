@@ -24,7 +24,8 @@ from symmem.model.spec import Model
 from symmem.ops import Tensor, Trace
 from symmem.ops.pointwise import multiply, silu
 from symmem.ops.rmsnorm import rms_norm
-from symmem.ops.rope import apply_rotary, positions, rotary_embedding
+from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
+from symmem.ops.rope import apply_rotary, rotary_embedding
 from symmem.symbols import AMP, BIAS, NH, NKV, TIED, B, D, F, L, S, V
 
 __all__ = ["LLAMA", "MISTRAL", "QWEN2"]
@@ -61,7 +62,7 @@ def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tup
         """``XForCausalLM.forward(input_ids, labels=labels)``: returns ``(logits, loss)``."""
         with t.module("model.embed_tokens"):
             hidden = ops.embedding(t, idx, t.param("weight", V, D))
-        ids = positions(t, S)
+        ids = position_ids(t, S).view(1, S)
         with t.module("model.rotary_emb"):
             cos, sin = rotary_embedding(t, ids, D / NH)
         t.mark("block")
@@ -78,7 +79,7 @@ def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tup
             logits = ops.linear(t, hidden, weight, None)
         del hidden
         t.label(logits, "logits", "logits")
-        return logits, _causal_lm_loss(t, logits, labels)
+        return logits, causal_lm_loss(t, logits, labels)
 
     return forward
 
@@ -109,7 +110,7 @@ def attention(t: Trace, x: Tensor, cos: Tensor, sin: Tensor, biases: Biases) -> 
     v = ops.heads(t, _linear(t, "v_proj", x, D, NKV * hd, biases), NKV)
     q = apply_rotary(t, q, cos, sin)
     k = apply_rotary(t, k, cos, sin)
-    k, v = _cache_update(t, k, v)
+    k, v = cache_update(t, k, v)
     y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
     del q, k, v
     y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
@@ -135,32 +136,6 @@ def _linear(
         weight = t.param("weight", n_out, n_in)
         bias = t.param("bias", n_out) if biases(t, name) else None
         return ops.linear(t, x, weight, bias)
-
-
-def _cache_update(t: Trace, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """``DynamicLayer.update``: ``torch.cat`` of an empty tensor and the new keys (values),
-    a fresh copy the returned cache keeps (kind ``cache``). CatBackward0 hands the gradient on."""
-    kept = []
-    for x, name in ((k, "keys"), (v, "values")):
-        node = t.node("CatBackward0", (x,), {}, lambda engine, grad: [grad])
-        copy = t.new(x.shape, x.dtype, grad_fn=node)
-        t.label(copy, f"DynamicCache-{name}", "cache")
-        t.returned.append(copy)
-        kept.append(copy)
-    return kept[0], kept[1]
-
-
-def _causal_lm_loss(t: Trace, logits: Tensor, labels: Tensor) -> Tensor:
-    """``ForCausalLMLoss``: fp32 logits, labels padded by one ``-100`` and shifted
-    (``labels[..., 1:].contiguous()``, a copy unless B = 1), ``cross_entropy`` (mean)."""
-    from symmem.dtypes import FLOAT32
-
-    logits = t.cast(logits, FLOAT32)
-    padded = t.new((B, S + 1), INT64)
-    shifted = padded if t.holds(sympy.Eq(B, 1)) else t.new((B, S), INT64)
-    del padded
-    target = shifted.view(B * S) if shifted.shape == (B, S) else shifted
-    return ops.cross_entropy(t, logits.view(B * S, V), target)
 
 
 def _model(name: str, title: str, root: str, biases: Biases, bias_switch: bool, **kw: object) -> Model:

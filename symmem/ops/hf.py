@@ -201,8 +201,11 @@ def cache_update(t: Trace, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor
     """
     out = []
     for states, name in ((keys, "keys"), (values, "values")):
+        # The empty tensors both have the keys' dtype (lazy_initialization), and cat promotes:
+        # Llama's fp32 rotary keys make an fp32 copy of 16-bit values under AMP (measured).
+        wider = keys.dtype.itemsize > states.dtype.itemsize
         node = t.node("CatBackward0", (states,), {}, _as_view)
-        copy = t.new(states.shape, states.dtype, grad_fn=node)
+        copy = t.new(states.shape, keys.dtype if wider else states.dtype, grad_fn=node)
         t.label(copy, f"DynamicCache-{name}", "cache")
         t.returned.append(copy)
         out.append(copy)
@@ -222,12 +225,15 @@ def causal_lm_loss(t: Trace, logits: Tensor, labels: Tensor) -> Tensor:
     ``logits.float()`` (a copy under AMP, the logits themselves in fp32); the labels padded by
     one ``-100`` (a new (B, S + 1) int64, alive to the end) and shifted,
     ``labels[..., 1:].contiguous()`` (a new (B, S) int64, which ``nll_loss`` saves as its
-    target); then ``cross_entropy(logits.view(-1, V), shift_labels.view(-1),
+    target; with B = 1 a view of the padded labels, which it saves instead: measured); then ``cross_entropy(logits.view(-1, V), shift_labels.view(-1),
     ignore_index=-100)`` (:func:`symmem.ops.layers.cross_entropy`).
     """
     b, s = labels.shape
     v = logits.shape[-1]
     logits = t.cast(logits, FLOAT32)
     labels = t.new((b, s + 1), INT64)
-    shift_labels = t.new((b, s), INT64)
-    return cross_entropy(t, logits.view(b * s, v), shift_labels.view(b * s))
+    if t.holds(sympy.Eq(b, 1)):  # one row: the shifted slice is contiguous already, a view
+        shift_labels = Tensor((b * s,), INT64, labels.storage, (), False)
+    else:
+        shift_labels = t.new((b * s,), INT64)
+    return cross_entropy(t, logits.view(b * s, v), shift_labels)

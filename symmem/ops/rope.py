@@ -13,21 +13,12 @@ from __future__ import annotations
 
 import sympy
 
-from symmem.dtypes import FLOAT32, INT64
+from symmem.dtypes import FLOAT32
 from symmem.ops.graph import Tensor, Trace
 from symmem.ops.layers import add
 from symmem.ops.pointwise import concat_last, multiply, negate, slice_last
 
-__all__ = ["apply_rotary", "positions", "rotary_embedding"]
-
-
-def positions(t: Trace, s: sympy.Expr) -> Tensor:
-    """``position_ids = torch.arange(S) + past_seen_tokens`` (then ``unsqueeze(0)``, a view):
-    the ``arange`` is freed once the sum exists. Int64, no graph."""
-    ramp = t.new((s,), INT64)
-    ids = t.new((s,), INT64)
-    del ramp
-    return ids.view(1, s)
+__all__ = ["apply_rotary", "rotary_embedding"]
 
 
 def rotary_embedding(t: Trace, ids: Tensor, head_dim: sympy.Expr) -> tuple[Tensor, Tensor]:

@@ -108,12 +108,26 @@ _ATTENTION = {
 
 def run(model: Any, idx: torch.Tensor, targets: torch.Tensor) -> Forward:
     """``out = model(input_ids=idx, labels=targets)``: the logits, the loss, the output itself
-    (it keeps the key/value cache alive) and the cache's tensors as terms."""
+    (it keeps the key/value cache alive) and the cache's tensors as terms; for the Llama family
+    also the rotary cos and sin, made once by ``model.rotary_emb`` and saved by every layer
+    (terms of that module, not of the first layer that saves them)."""
     from symmem.validate.measure import Forward
 
-    out = model(input_ids=idx, labels=targets)
+    rotary: list[torch.Tensor] = []
+    rotary_emb = getattr(getattr(model, "model", None), "rotary_emb", None)
+    handle = None
+    if rotary_emb is not None:  # cos and sin, made once and saved by every layer
+        handle = rotary_emb.register_forward_hook(lambda m, args, out: rotary.extend(out))
+    try:
+        out = model(input_ids=idx, labels=targets)
+    finally:
+        if handle is not None:
+            handle.remove()
     attention = _ATTENTION[model.config.model_type]
-    labelled = []
+    labelled = [
+        (tensor, f"RotaryEmbedding-{name}", "activations", "model.rotary_emb")
+        for tensor, name in zip(rotary, ("cos", "sin"), strict=False)
+    ]
     cache = getattr(out, "past_key_values", None)
     for i, layer in enumerate(getattr(cache, "layers", ())):
         module = attention.format(i)
