@@ -20,11 +20,11 @@ import sympy
 
 from symmem import ops
 from symmem.dtypes import INT64
-from symmem.model.spec import Model
+from symmem.model.spec import Limit, Model
 from symmem.ops import Tensor, Trace
+from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
 from symmem.ops.pointwise import multiply, silu
 from symmem.ops.rmsnorm import rms_norm
-from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
 from symmem.ops.rope import apply_rotary, rotary_embedding
 from symmem.symbols import AMP, BIAS, NH, NKV, TIED, B, D, F, L, S, V
 
@@ -138,7 +138,29 @@ def _linear(
         return ops.linear(t, x, weight, bias)
 
 
-def _model(name: str, title: str, root: str, biases: Biases, bias_switch: bool, **kw: object) -> Model:
+#: ``rotate_half`` splits each head in two halves, and the cos and sin have
+#: 2·ceil(head_dim / 2) columns: an odd head size fails in transformers.
+EVEN_HEADS = Limit(
+    ("D", "NH"),
+    lambda s: s["D"] // s["NH"] % 2 == 0,
+    "D/NH = {D}/{NH} is an odd head size: rotary embeddings need an even one",
+)
+
+#: Mistral's sliding window (``sliding_window``, 4096 in MistralConfig and in Mistral 7B
+#: v0.1's config.json): from S = 4096 on, transformers builds a sliding-window mask (SDPA
+#: then runs the math kernel on repeated keys and values), which symmem does not model.
+MISTRAL_WINDOW = 4096
+SHORTER_THAN_WINDOW = Limit(
+    ("S",),
+    lambda s: s["S"] < MISTRAL_WINDOW,
+    f"S={{S}} reaches Mistral's sliding window ({MISTRAL_WINDOW}), where transformers builds a "
+    f"mask symmem does not model: use S < {MISTRAL_WINDOW}",
+)
+
+
+def _model(
+    name: str, title: str, root: str, biases: Biases, bias_switch: bool, *limits: Limit
+) -> Model:
     switches = (AMP, TIED, BIAS) if bias_switch else (AMP, TIED)
     meanings = {
         B: "batch size (sequences per step)",
@@ -177,11 +199,13 @@ def _model(name: str, title: str, root: str, biases: Biases, bias_switch: bool, 
         rest="model",
         divides=((NH, D), (NKV, NH)),
         reasons=reasons,
+        limits=(EVEN_HEADS, *limits),
         reference="symmem.validate.hf",
-        **kw,  # type: ignore[arg-type]
     )
 
 
 LLAMA = _model("llama", "Llama", "LlamaForCausalLM.forward", _llama_bias, True)
 QWEN2 = _model("qwen2", "Qwen2", "Qwen2ForCausalLM.forward", _qwen2_bias, False)
-MISTRAL = _model("mistral", "Mistral", "MistralForCausalLM.forward", _no_bias, False)
+MISTRAL = _model(
+    "mistral", "Mistral", "MistralForCausalLM.forward", _no_bias, False, SHORTER_THAN_WINDOW
+)

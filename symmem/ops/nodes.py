@@ -24,7 +24,6 @@ NODES = MappingProxyType(
         "PowBackward0":                                   ("self",),
         "RsqrtBackward0":                                 ("result",),
         "MulBackward0":                                   ("self", "other"),
-        "PowBackward0":                                   ("self",),
         "TanhBackward0":                                  ("result",),
         "NativeDropoutBackward0":                         ("result1",),
         "BmmBackward0":                                   ("self", "mat2"),

@@ -46,7 +46,8 @@ def multiply(t: Trace, a: Tensor, b: Tensor) -> Tensor:
 
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
         grads: list[Tensor | None] = []
-        for needed, own in ((saved["other"] is not None, a_shape), (saved["self"] is not None, b_shape)):
+        needs = ((saved["other"] is not None, a_shape), (saved["self"] is not None, b_shape))
+        for needed, own in needs:
             if not needed:
                 grads.append(None)
                 continue
