@@ -19,6 +19,7 @@ from symmem.allocator import ALLOCATORS, describe
 from symmem.config import SIZE_NAMES, SWITCH_NAMES, Config
 from symmem.errors import ConfigError, KernelError, SymmemError
 from symmem.gpus import CUDA_CONTEXT_MARGIN, GPUS, get_gpu, gpu_budget
+from symmem.loops import LOOPS
 from symmem.model import MODELS, get_model
 from symmem.parallel import PROFILES, Layout, RankReport, paper_profile, per_rank
 from symmem.platforms import PLATFORMS
@@ -107,6 +108,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         choices=("default", "fused", "foreach", "forloop"),
         default="default",
         help="AdamW implementation; default: what nanoGPT runs (fused on CUDA, for-loop on CPU)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=tuple(LOOPS),
+        default=None,
+        help="the training loop whose step gives the peak: nanogpt (train.py) or plain (a step "
+        "function: zero_grad, forward, backward, step); default: the architecture's own",
     )
     parser.add_argument(
         "--allocator",
@@ -237,6 +245,7 @@ def _report(args: argparse.Namespace, config: Config) -> Report:
         args.gpu,
         checkpoint=checkpoint,
         model=config.model,
+        loop=args.loop,
     )
 
 
@@ -469,6 +478,7 @@ def _validate(args: argparse.Namespace) -> int:
         timeline=args.timeline,
         checkpoint=args.checkpoint,
         plot=args.plot,
+        loop=args.loop,
     )
 
 

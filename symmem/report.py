@@ -26,6 +26,8 @@ from symmem.config import Config
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
 from symmem.kinds import CATEGORIES, TOTALS
+from symmem.loops import NANOGPT as NANOGPT_LOOP
+from symmem.loops import Loop, get_loop
 from symmem.model import Model, get_model
 from symmem.ops.checkpoint import CHECKPOINTS
 from symmem.ops.graph import (
@@ -111,6 +113,7 @@ class Report:
         evaluator: Python source of one function that evaluates every term formula, every total
             and the parameter count at integer values of the model's sizes and switches (see
             :mod:`symmem.evaluate`); generated with the report and stored with it.
+        loop: The training loop whose step gives the peak (:mod:`symmem.loops`).
     """
 
     model: Model
@@ -126,6 +129,7 @@ class Report:
     phases: Mapping[str, sympy.Expr]
     steps: tuple[StepRun, ...] = field(repr=False)
     evaluator: str = field(repr=False)
+    loop: Loop = NANOGPT_LOOP
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -315,13 +319,15 @@ def build_report(
     gpu: str | None = None,
     checkpoint: str = "none",
     model: str | Model = "nanogpt",
+    loop: str | Loop | None = None,
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
     ``attention`` (a kernel name or ``default``) and
-    ``optimizer`` (an AdamW implementation or ``default``: what nanoGPT runs there), on the GPU
+    ``optimizer`` (an AdamW implementation or ``default``: what ``loop`` runs there), on the GPU
     preset ``gpu`` if given (:mod:`symmem.gpus`: it decides what ``default`` resolves to and
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
-    ``selective``: :mod:`symmem.ops.checkpoint`).
+    ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
+    :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -330,22 +336,33 @@ def build_report(
     ...
     symmem.errors.ConfigError: checkpoint must be one of none, full, selective, not 'some'
     """
-    return _build_report(platform, attention, optimizer, gpu, checkpoint, get_model(model))
+    arch = get_model(model)
+    chosen = get_loop(arch.loop if loop is None else loop)
+    return _build_report(platform, attention, optimizer, gpu, checkpoint, arch, chosen)
 
 
 @cache
 def _build_report(
-    platform: str, attention: str, optimizer: str, gpu: str | None, checkpoint: str, model: Model
+    platform: str,
+    attention: str,
+    optimizer: str,
+    gpu: str | None,
+    checkpoint: str,
+    model: Model,
+    loop: Loop = NANOGPT_LOOP,
 ) -> Report:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
     plat = get_platform(platform, gpu)
-    adamw = plat.optimizer(optimizer)
+    adamw = plat.optimizer(
+        loop.optimizer(plat.name, plat.default_optimizer) if optimizer == "default" else optimizer
+    )
     where = platform if plat.gpu is None else f"{platform}-{plat.gpu.name}"
     mode = "" if checkpoint == "none" else f"-{checkpoint}"
+    mode += "" if loop.name == "nanogpt" else f"-{loop.name}"
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint),
+        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop),
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -362,6 +379,7 @@ def _build_report(
         MappingProxyType(phases),
         steps,
         evaluator,
+        loop,
     )
 
 
@@ -378,7 +396,12 @@ _Parts = tuple[
 
 
 def _build_parts(
-    model: Model, plat: Platform, attention: str, optimizer: str, checkpoint: str = "none"
+    model: Model,
+    plat: Platform,
+    attention: str,
+    optimizer: str,
+    checkpoint: str = "none",
+    loop: Loop = NANOGPT_LOOP,
 ) -> _Parts:
     """Trace every scenario and join the traces: terms, kernels, fixed switches, totals, the
     parameter count (parameter bytes / their item size) and the evaluator's source."""
@@ -400,7 +423,7 @@ def _build_parts(
         for scenario, trace in _explore(model, plat, kernel, start, checkpoint):
             raws = _raw_terms(model, trace, plat.optimizers[optimizer])
             runs.append((start.combo, scenario, raws))
-        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint)
+        steps += _explore_step(model, plat, kernel, start, optimizer, checkpoint, loop)
     if not runs:
         raise KernelError(refusals[0])
     combos = {combo for combo, _, _ in runs}
@@ -412,7 +435,7 @@ def _build_parts(
     terms = tuple(_combine(runs, model, free))
     totals = _totals(terms)
     totals["saved"] = paper_form(_saved(runs, model, free))
-    phases, peaks = _peaks(steps, switches, free)
+    phases, peaks = _peaks(steps, switches, free, loop.phases)
     totals |= peaks
     totals = {k: totals[k] for k in TOTALS}
     param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
@@ -443,6 +466,7 @@ def _explore_step(
     start: Scenario,
     optimizer: str,
     checkpoint: str,
+    loop: Loop = NANOGPT_LOOP,
 ) -> Iterator[StepRun]:
     """Simulate a training step under ``start`` and both outcomes of every predicate asked."""
     pending = [start]
@@ -451,7 +475,7 @@ def _explore_step(
         trace = Trace(model, platform, kernel, scenario, events=[], checkpoint=checkpoint)
         step_location = platform.optimizers[optimizer]
         try:
-            phases = simulate(trace, optimizer, step_location)
+            phases = simulate(trace, optimizer, step_location, loop)
         except UndecidedPredicateError as ask:
             pending += [scenario.deciding(ask.predicate, v) for v in (False, True)]
             continue
@@ -460,12 +484,15 @@ def _explore_step(
         if platform.caching_allocator:
             workspaces = workspace_bytes(platform.gpu, cublaslt=trace.biased_matmul)
             resident = sympy.Integer(workspaces)
-            allocated = walk(trace, optimizer, step_location, block_bytes, resident)
+            allocated = walk(trace, optimizer, step_location, block_bytes, resident, loop)
         yield StepRun(scenario, phases, allocated, workspaces)
 
 
 def _peaks(
-    steps: Sequence[StepRun], switches: Sequence[sympy.Symbol], free: Sequence[int]
+    steps: Sequence[StepRun],
+    switches: Sequence[sympy.Symbol],
+    free: Sequence[int],
+    names: Sequence[str] = PHASES,
 ) -> tuple[dict[str, sympy.Expr], dict[str, sympy.Expr]]:
     """Each phase's peak, and the step's as live tensors (``peak``) and as the allocator counts
     it (``max_memory_allocated``), with the switches symbolic again."""
@@ -483,7 +510,7 @@ def _peaks(
     def joined(key: tuple[str, ...]) -> sympy.Expr:
         return _formula(key, runs, switches, free, predicates, tidy=False)
 
-    phases = {name: joined(("phase", name)) for name in PHASES}
+    phases = {name: joined(("phase", name)) for name in names}
     totals = {"peak": joined(("step",)), "max_memory_allocated": joined(("allocated",))}
     return phases, totals
 

@@ -51,7 +51,7 @@ SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
 
-_Key = tuple[str, str, str, str | None, str, str]
+_Key = tuple[str, str, str, str | None, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,8 @@ def _key(report: Report) -> _Key:
     gpu = report.platform.gpu
     name = gpu.name if gpu else None
     platform, model = report.platform.name, report.model.name
-    return (platform, report.attention, report.optimizer, name, report.checkpoint, model)
+    checkpoint, loop = report.checkpoint, report.loop.name
+    return (platform, report.attention, report.optimizer, name, checkpoint, model, loop)
 
 
 @lru_cache(maxsize=256)

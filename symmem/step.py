@@ -47,6 +47,8 @@ import sympy
 
 from symmem import ops
 from symmem.dtypes import DEVICE, FLOAT32
+from symmem.loops import NANOGPT as NANOGPT_LOOP
+from symmem.loops import Loop
 from symmem.ops.engine import backward
 from symmem.ops.graph import Node, Scenario, Trace
 from symmem.symbols import B, L, S, V
@@ -133,32 +135,39 @@ def _max(exprs: Sequence[sympy.Expr]) -> sympy.Expr:
     return exprs[0] if len(exprs) == 1 else sympy.Max(*exprs, evaluate=False)
 
 
-def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhase, ...]:
-    """One training step under ``trace``'s scenario (``trace.events`` must be a list), as the
-    bytes of live tensors. :func:`walk` reads the same step again another way.
+def simulate(
+    trace: Trace, optimizer: str, step_location: str, loop: Loop = NANOGPT_LOOP
+) -> tuple[StepPhase, ...]:
+    """One training step of ``loop`` under ``trace``'s scenario (``trace.events`` must be a
+    list), as the bytes of live tensors. :func:`walk` reads the same step again another way.
 
     ``optimizer`` is the AdamW implementation; ``step_location`` where its ``step`` tensors live.
     """
     assert trace.events is not None
     model = trace.model
-    loop: dict[str, Any] = {}
-    loop["X"], loop["Y"] = model.batch(trace)
-    half = trace.platform.half if trace.amp else FLOAT32
-    loop["logits"] = trace.new((B, S, V), half)  # the previous step's
-    loop["loss"] = trace.new((), FLOAT32)
+    held: dict[str, Any] = {}  # the loop's variables
+    held["X"], held["Y"] = model.batch(trace)
+    if loop.holds_previous:
+        half = trace.platform.half if trace.amp else FLOAT32
+        held["logits"] = trace.new((B, S, V), half)  # the previous step's
+        held["loss"] = trace.new((), FLOAT32)
+    if loop.phases[0] == "zero_grad":
+        trace.mark("zero_grad")  # the previous step's gradients: added by walk
 
     trace.mark("forward")
-    loop["logits"], loop["loss"] = model.forward(trace, loop["X"], loop["Y"])
-    loop["returned"] = list(trace.returned)  # what the model's output holds, with the logits
+    held["logits"], held["loss"] = model.forward(trace, held["X"], held["Y"])
+    held["returned"] = list(trace.returned)  # what the model's output holds, with the logits
     trace.returned.clear()
-    loop["loss"] = ops.divide(trace, loop["loss"])
+    if loop.divides_loss:
+        held["loss"] = ops.divide(trace, held["loss"])
     trace.mark("every block")  # autocast's cache holds copies from every block
     trace.end_forward()
     trace.mark("/every block")
 
-    trace.mark("next_batch")
-    loop["X"], loop["Y"] = model.batch(trace)
-    trace.end_forward()
+    if loop.next_batch:
+        trace.mark("next_batch")
+        held["X"], held["Y"] = model.batch(trace)
+        trace.end_forward()
 
     trace.mark("backward")
     grads: dict[int, ops.Tensor] = {}
@@ -170,13 +179,20 @@ def simulate(trace: Trace, optimizer: str, step_location: str) -> tuple[StepPhas
             trace.mark("block" if inside else "/block")
             in_block[0] = inside
 
-    backward(trace, loop["loss"], grads, on_node)
+    backward(trace, held["loss"], grads, on_node)
     trace.nodes.clear()
-    trace.mark("clip")  # clip and step are analytic (see _phases)
+    trace.mark(_TAIL)  # clip and step are analytic (see walk)
     trace.mark("every block")
     del grads  # zero_grad(set_to_none=True) frees every block's gradients
     trace.mark("/every block")
-    return walk(trace, optimizer, step_location)
+    if not loop.holds_previous:
+        trace.mark(_RETURN)  # the step's function returns: its locals die
+        held.pop("logits"), held.pop("loss"), held.pop("returned")
+    return walk(trace, optimizer, step_location, loop=loop)
+
+
+#: Marks in the event log: the analytic end of the step starts; the step's function returns.
+_TAIL, _RETURN = "tail", "return"
 
 
 def _exact(nbytes: sympy.Expr) -> sympy.Expr:
@@ -189,9 +205,10 @@ def walk(
     step_location: str,
     size: Callable[[sympy.Expr], sympy.Expr] = _exact,
     resident: sympy.Expr = sympy.S.Zero,
+    loop: Loop = NANOGPT_LOOP,
 ) -> tuple[StepPhase, ...]:
-    """The phases of the step :func:`simulate` ran on ``trace``: its event log, with the
-    analytic clip and step phases added.
+    """The phases of the step :func:`simulate` ran on ``trace`` with ``loop``: its event log,
+    with the analytic clip, step and zero_grad phases added.
 
     ``size`` gives what an allocation of so many bytes takes (the bytes themselves by default;
     :func:`symmem.allocator.block_bytes` for a caching allocator); ``resident`` is held
@@ -203,11 +220,12 @@ def walk(
     in_block: set[int] = set()  # storages allocated inside a block (one of L copies)
     marks: dict[tuple[str, str], sympy.Expr] = {}
     points: list[tuple[str, str, sympy.Expr, str]] = []  # (phase, region, live, what)
-    zero_grad_frees = sympy.Integer(0)
+    zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
+    return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
     for i, (kind, key, nbytes, location, what) in enumerate(events):
         if kind == "mark":
-            if what in PHASES:
+            if what in (*loop.phases, _TAIL, _RETURN):
                 phase, region = what, "pre"
             elif what in ("every block", "/every block"):
                 every = what == "every block"
@@ -228,8 +246,10 @@ def walk(
             continue
         # A free: where every block's copy goes at once (autocast's cache, zero_grad), L of them.
         freed = nbytes * (L if every and key in in_block else 1)
-        if phase == "clip":
+        if phase == _TAIL:
             zero_grad_frees += freed
+        elif phase == _RETURN:
+            return_frees += freed
         else:
             live -= freed
 
@@ -253,28 +273,34 @@ def walk(
     def at_mark(phase: str) -> sympy.Expr:
         return sympy.expand(base + marks[(phase, phase)] + shifts(phase, "pre")[-1])
 
-    starts = [at_mark(p) for p in ("forward", "next_batch", "backward", "clip")]
-    phases = []
-    for name, start, end in zip(PHASES[:3], starts, starts[1:], strict=False):
+    traced = [p for p in loop.phases if p in ("forward", "next_batch", "backward")]
+    starts = [at_mark(p) for p in (*traced, _TAIL)]
+    found_by: dict[str, StepPhase] = {}
+    for name, start, end in zip(traced, starts, starts[1:], strict=False):
         found = [
             (sympy.expand(base + value + shift), what)
             for p, region, value, what in points
             if p == name
             for shift in shifts(p, region)
         ]
-        phases.append(StepPhase(name, start, end, prune([(start, "start"), *found])))
+        found_by[name] = StepPhase(name, start, end, prune([(start, "start"), *found]))
     after = starts[-1]
     params = _param_numels(trace)
     count = sum((p.layers for p in params), sympy.Integer(0))
     # A 0-dim norm per parameter tensor, their stack and the total norm.
     norms = count * size(sympy.Integer(4)) + size(4 * count) + size(sympy.Integer(4))
-    phases.append(StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),)))
-    temporaries = _step_temporaries(optimizer, params, size)
+    found_by["clip"] = StepPhase("clip", after, after, ((sympy.expand(after + norms), "norms"),))
+    temporaries = _step_temporaries(optimizer, params, size, loop.groups)
     step = [(sympy.expand(after + c), what) for c, what in temporaries]
-    phases.append(StepPhase("step", after, after, prune([(after, "start"), *step])))
-    end = sympy.expand(after - zero_grad_frees)
-    phases.append(StepPhase("zero_grad", after, end, ((after, "start"),)))
-    return tuple(phases)
+    found_by["step"] = StepPhase("step", after, after, prune([(after, "start"), *step]))
+    if loop.phases[0] == "zero_grad":  # at the start of the next step, once the locals died
+        first = sympy.expand(after - return_frees)
+        end = sympy.expand(first - zero_grad_frees)
+        found_by["zero_grad"] = StepPhase("zero_grad", first, end, ((first, "start"),))
+    else:
+        end = sympy.expand(after - zero_grad_frees)
+        found_by["zero_grad"] = StepPhase("zero_grad", after, end, ((after, "start"),))
+    return tuple(found_by[name] for name in loop.phases)
 
 
 def _state_bytes(
@@ -311,14 +337,18 @@ def _step_temporaries(
     optimizer: str,
     params: Sequence[_Numel],
     size: Callable[[sympy.Expr], sympy.Expr],
+    grouping: str = "decay",
 ) -> list[tuple[sympy.Expr, str]]:
     """Bytes of AdamW's temporaries (fp32, one per parameter tensor) at each candidate peak of
     its step.
 
-    nanoGPT's two parameter groups: tensors of 2 or more dims (decayed), then the rest, each in
-    ``named_parameters`` order.
+    ``decay``: nanoGPT's two parameter groups, tensors of 2 or more dims (decayed), then the
+    rest, each in ``named_parameters`` order; ``one``: every parameter in that order.
     """
-    groups = [[p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]]
+    if grouping == "one":
+        groups = [list(params)]
+    else:
+        groups = [[p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]]
     found: list[tuple[sympy.Expr, str]] = []
     for group in groups:
         if optimizer == "foreach":  # _foreach_sqrt of the whole group

@@ -23,8 +23,9 @@ transformers keeps them (a block's ``attn_output`` lives to the end of the block
 from __future__ import annotations
 
 from symmem import ops
+from symmem.errors import ConfigError
 from symmem.model.nanogpt import batch
-from symmem.model.spec import Model
+from symmem.model.spec import SEQ, TP, WHOLE, Model, ParallelRules
 from symmem.ops import Tensor, Trace, hf
 from symmem.symbols import AMP, DROPOUT, NH, SMAX, TIED, B, D, L, S, V
 
@@ -38,6 +39,11 @@ ROOT = "GPT2LMHeadModel.forward"
 
 def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """``GPT2LMHeadModel.forward(input_ids, labels=labels)`` in training mode."""
+    if t.checkpoint != "none":
+        raise ConfigError(
+            "activation checkpointing is not modelled for gpt2 (transformers' gradient "
+            "checkpointing also turns the key/value cache off): use --checkpoint none"
+        )
     with t.module("transformer"):
         hidden_states = model(t, idx)
     with t.module("lm_head"):
@@ -127,6 +133,44 @@ def conv1d(t: Trace, x: Tensor, n_in: object, n_out: object) -> Tensor:
     return hf.conv1d(t, x, t.param("weight", n_in, n_out), t.param("bias", n_out))
 
 
+#: How GPT-2 splits under Megatron-style tensor parallelism (:mod:`symmem.parallel`), as nanoGPT
+#: does, module for module; the key/value cache is split by heads, and the wrapped numbers of
+#: ``gelu_new`` (8 bytes each) are whole on every rank.
+PARALLEL = ParallelRules(
+    activations=(
+        ("transformer.h.*.attn", "*", TP),  # the attention core and the cache: heads split
+        ("transformer.h.*.attn.c_attn", "*-mat2", TP),  # the weight's autocast copy
+        ("transformer.h.*.attn.c_attn", "*", SEQ),  # its input (ln_1's output)
+        ("transformer.h.*.attn.c_proj", "*", TP),
+        ("transformer.h.*.mlp.c_fc", "*-mat2", TP),
+        ("transformer.h.*.mlp.c_fc", "*", SEQ),
+        ("transformer.h.*.mlp.act", "MulBackward0-other", WHOLE),  # wrapped numbers
+        ("transformer.h.*.mlp.act", "MulBackward0#[23]-other", WHOLE),
+        ("transformer.h.*.mlp.act", "*", TP),
+        ("transformer.h.*.mlp.c_proj", "*", TP),
+        ("transformer.h.*", "*", SEQ),  # LayerNorms, dropout masks after c_proj
+        ("transformer.drop", "*", SEQ),
+        ("transformer.ln_f", "*", SEQ),
+        ("transformer.wpe", "*", WHOLE),  # the position ids
+        ("lm_head", "*-self", SEQ),  # ln_f's output
+        ("lm_head", "*", TP),  # the weight's copy, the logits
+        (ROOT, "*-total_weight", WHOLE),
+        (ROOT, "*-target", WHOLE),  # the shifted labels
+        (ROOT, "idx", WHOLE),
+        (ROOT, "targets", WHOLE),
+        (ROOT, "*", TP),  # the loss's B·S·V tensors
+    ),
+    parameters=(
+        ("*.c_attn.*", TP),
+        ("*.c_fc.*", TP),
+        ("*.c_proj.weight", TP),
+        ("transformer.wte.weight", TP),
+        ("lm_head.weight", TP),
+        ("*", WHOLE),
+    ),
+    last_stage=("transformer.ln_f", "lm_head", ROOT),
+)
+
 GPT2 = Model(
     name="gpt2",
     title="GPT-2 (transformers GPT2LMHeadModel)",
@@ -156,6 +200,7 @@ GPT2 = Model(
         "F": "GPT-2's MLP is 4·D wide (n_inner unset)",
         "bias": "GPT-2's Conv1D and LayerNorm layers always have biases",
     },
+    parallel=PARALLEL,
     reference="symmem.validate.hf",
     loop="plain",
 )

@@ -225,9 +225,9 @@ def causal_lm_loss(t: Trace, logits: Tensor, labels: Tensor) -> Tensor:
     ``logits.float()`` (a copy under AMP, the logits themselves in fp32); the labels padded by
     one ``-100`` (a new (B, S + 1) int64, alive to the end) and shifted,
     ``labels[..., 1:].contiguous()`` (a new (B, S) int64, which ``nll_loss`` saves as its
-    target; with B = 1 the slice is contiguous already, and the padded labels are saved
-    instead: measured); then ``cross_entropy(logits.view(-1, V), shift_labels.view(-1),
-    ignore_index=-100)`` (:func:`symmem.ops.layers.cross_entropy`).
+    target; with B = 1 a view of the padded labels, which it saves instead: measured); then
+    ``cross_entropy(logits.view(-1, V), shift_labels.view(-1), ignore_index=-100)``
+    (:func:`symmem.ops.layers.cross_entropy`).
     """
     b, s = labels.shape
     v = logits.shape[-1]

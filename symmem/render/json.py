@@ -28,6 +28,7 @@ def estimate_dict(estimate: Estimate, *, allocator: str = "default") -> dict[str
         "attention_requested": report.attention,
         "kernel_reason": report.kernel_reason(estimate.config),
         "optimizer": report.optimizer,
+        "loop": report.loop.name,
         "allocator": describe(allocator, caching=report.platform.caching_allocator),
         "param_count": estimate.param_count,
         "terms": [

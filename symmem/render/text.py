@@ -40,7 +40,7 @@ def estimate_table(
             f"symmem estimate: {sizes}  {switches}",
             f"platform {report.platform.where}, attention {estimate.kernel}"
             + (f" (from {report.attention!r})" if report.attention != estimate.kernel else "")
-            + f", {report.optimizer} AdamW",
+            + f", {report.optimizer} AdamW, {report.loop.name} loop",
             f"kernel: {report.kernel_reason(config)}",
             f"parameters: {estimate.param_count:,}",
         ],

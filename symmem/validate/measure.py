@@ -330,12 +330,14 @@ def measure(
     optimizer: str = "default",
     seed: int = 0,
     checkpoint: str = "none",
+    loop: str = "nanogpt",
 ) -> Measurement:
     """Run one training step of nanoGPT for ``config`` and measure every term.
 
     ``optimizer`` is ``fused``, ``foreach``, ``forloop`` or ``default`` (nanoGPT's choice: fused
     on CUDA, PyTorch's own default elsewhere). ``checkpoint`` is the activation checkpointing
     of the model: ``none``, ``full`` (each block) or ``selective`` (the attention core).
+    ``loop`` is the training loop whose step the peak is measured in (:mod:`symmem.loops`).
     """
     config.require_complete()
     assert config.B and config.S and config.D and config.NH and config.V and config.L
@@ -399,7 +401,12 @@ def measure(
     from symmem.validate.timeline import measure_timeline
 
     timeline = measure_timeline(
-        config, device=device, attention=attention, optimizer=optimizer, checkpoint=checkpoint
+        config,
+        device=device,
+        attention=attention,
+        optimizer=optimizer,
+        checkpoint=checkpoint,
+        loop=loop,
     )
     totals["peak"] = timeline.peak
     # The allocator's own count where there is a caching allocator; the live tensors on the CPU.

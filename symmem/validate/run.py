@@ -72,19 +72,22 @@ def run_validation(
     timeline: bool = False,
     checkpoint: str = "none",
     plot: str | None = None,
+    loop: str | None = None,
 ) -> int:
     """Print prediction and measurement side by side; 0 on a full match, 1 otherwise.
 
     ``checkpoint`` is the activation checkpointing of both the model and the measured nanoGPT;
     ``plot`` a file to draw the comparison in (:func:`symmem.plot.validation_plot`), checked
-    before anything runs.
+    before anything runs; ``loop`` the training loop measured (``None``: the architecture's).
     """
     platform = platform or device
     if platform != device:
         raise SymmemError(
             f"--platform {platform} rules cannot be checked on --device {device}: use the same"
         )
-    report = build_report(platform, attention, optimizer, checkpoint=checkpoint, model=config.model)
+    report = build_report(
+        platform, attention, optimizer, checkpoint=checkpoint, model=config.model, loop=loop
+    )
     estimate = report.at(config)
     check_size(estimate, device, max_bytes)
     if plot is not None:
@@ -104,6 +107,7 @@ def run_validation(
             attention=attention,
             optimizer=report.optimizer,
             checkpoint=checkpoint,
+            loop=report.loop.name,
         )
     comparison = compare(estimate, measurement)
     if plot is not None:

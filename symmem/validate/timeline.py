@@ -40,6 +40,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from symmem.config import Config
+from symmem.loops import get_loop
 from symmem.validate.measure import (
     autocast_context,
     build_adamw,
@@ -116,13 +117,17 @@ def measure_timeline(
     grad_clip: float = 1.0,
     seed: int = 0,
     checkpoint: str = "none",
+    loop: str = "nanogpt",
 ) -> Timeline:
-    """Run nanoGPT's training loop for ``config`` and measure live memory phase by phase.
+    """Run ``loop`` (:mod:`symmem.loops`: nanoGPT's training loop by default) for ``config`` and
+    measure live memory phase by phase.
 
-    ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does. ``checkpoint``
-    is the model's activation checkpointing: ``none``, ``full`` or ``selective``.
+    ``grad_clip`` is nanoGPT's default (1.0); 0 skips clipping, as nanoGPT does (the plain loop
+    never clips). ``checkpoint`` is the model's activation checkpointing: ``none``, ``full`` or
+    ``selective``.
     """
     config.require_complete()
+    chosen = get_loop(loop)
     torch.manual_seed(seed)
     dev = torch.device(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -131,9 +136,12 @@ def measure_timeline(
         _named_rng_state(),
         profile(activities=activities, profile_memory=True) as prof,
     ):
-        peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint)
+        if chosen.name == "plain":
+            peak = _train_plain(config, dev, attention, optimizer, checkpoint)
+        else:
+            peak = _train(config, dev, attention, optimizer, grad_clip, checkpoint)
     events = prof.profiler.kineto_results.experimental_event_tree()
-    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu")
+    phases = _phases(events, "cuda" if dev.type == "cuda" else "cpu", chosen.phases)
     return Timeline(config, device, phases, peak)
 
 
@@ -223,6 +231,43 @@ def _train(
     return torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
 
 
+def _train_plain(
+    config: Config, dev: torch.device, attention: str, optimizer: str, checkpoint: str = "none"
+) -> int | None:
+    """Two steps of the plain loop (:data:`symmem.loops.PLAIN`); the second one's phases are
+    marked for the profiler."""
+    model = build_model(config, dev, checkpoint)
+    forward = reference(config).run
+    flags = {"fused": (True, None), "foreach": (None, True), "forloop": (None, False)}
+    fused, foreach = flags.get(optimizer, (None, None))
+    adamw = torch.optim.AdamW(model.parameters(), fused=fused, foreach=foreach)
+    autocast = autocast_context(config, dev)
+    B, S, V = config.B or 0, config.S or 0, config.V or 0  # complete: checked by the caller
+    X = torch.randint(0, V, (B, S), device=dev)
+    Y = torch.randint(0, V, (B, S), device=dev)
+
+    def train_step(mark: str) -> None:
+        def phase(name: str) -> contextlib.AbstractContextManager[Any]:
+            return record_function(mark + name) if mark else contextlib.nullcontext()
+
+        with phase("zero_grad"):
+            adamw.zero_grad(set_to_none=True)
+        with phase("forward"), autocast:
+            output = forward(model, X, Y)
+        with phase("backward"):
+            output.loss.backward()
+        with phase("step"):
+            adamw.step()
+
+    with kernel_context(attention):
+        train_step("")  # the first step creates AdamW's state
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        train_step(_MARK)
+    return torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
+
+
 @cache
 def _composite(name: str, overload: str) -> bool:
     """Whether an aten operator decomposes before the dispatcher runs it (``linear``)."""
@@ -246,7 +291,7 @@ class _Block:
     end: int | None = None
 
 
-def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
+def _phases(roots: list[Any], device: str, names: tuple[str, ...] = PHASES) -> tuple[Phase, ...]:
     """Replays the profiler's allocation events into live bytes by phase."""
     blocks: dict[int, _Block] = {}  # by ptr, while allocated
     done: list[_Block] = []
@@ -300,7 +345,7 @@ def _phases(roots: list[Any], device: str) -> tuple[Phase, ...]:
 
     phases = []
     index, live, scratch = 0, 0, 0
-    for name in PHASES:
+    for name in names:
         begin, end = marks[name]
         while index < len(deltas) and deltas[index][0] < begin:
             live, scratch = live + deltas[index][1], scratch + deltas[index][2]
