@@ -42,11 +42,11 @@ def multiply(t: Trace, a: Tensor, b: Tensor) -> Tensor:
     dtype = a.dtype if a.dtype.itemsize >= b.dtype.itemsize else b.dtype
     saved = {"other": b if _needs_grad(a) else None, "self": a if _needs_grad(b) else None}
     layout = a if a.shape == shape else b
-    a_shape, b_shape = a.shape, b.shape
+    # Shapes and flags only: a rule that held the tensors would keep them alive.
+    needs = ((saved["other"] is not None, a.shape), (saved["self"] is not None, b.shape))
 
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
         grads: list[Tensor | None] = []
-        needs = ((saved["other"] is not None, a_shape), (saved["self"] is not None, b_shape))
         for needed, own in needs:
             if not needed:
                 grads.append(None)
