@@ -123,3 +123,130 @@ def test_bad_sizes_are_refused(fields, message):
 
 def test_mistral_below_its_window_is_accepted():
     assert Config(model="mistral", S=4095).S == 4095
+
+
+LLAMA_1B = dict(D=2048, NH=32, NKV=8, F=8192, V=128256, L=16)
+
+
+@needs_torch
+def test_validate_cli_for_llama(capsys):
+    import json
+
+    from symmem.cli import main
+
+    argv = ["validate", "--arch", "llama", "--platform", "cpu", "--device", "cpu", "--json"]
+    sizes = ["--B", "2", "--S", "13", "--D", "36", "--NH", "6", "--NKV", "2", "--F", "50"]
+    main([*argv, *sizes, "--V", "97", "--L", "2", "--amp", "--no-tied"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["predicted"]["config"]["model"] == "llama"
+    rows = {r["name"] for r in data["differences"]}
+    assert all(name.startswith("step: ") or name in STEP_ROWS for name in rows), rows
+
+
+def test_preset_equals_the_sizes_given_by_hand(capsys):
+    import json
+
+    from symmem.cli import main
+    from symmem.presets import preset
+
+    common = ["estimate", "--arch", "llama", "--B", "2", "--S", "512", "--amp", "--json"]
+    assert main([*common, "--model", "llama-3.2-1b"]) == 0
+    from_preset = json.loads(capsys.readouterr().out)
+    by_hand = [f"--{k}={v}" for k, v in LLAMA_1B.items()]
+    assert main([*common, *by_hand, "--tied"]) == 0
+    assert json.loads(capsys.readouterr().out) == from_preset
+    config = Config(model="llama", B=2, S=512, **LLAMA_1B, amp=True, tied=True)
+    assert preset("llama-3.2-1b").config(B=2, S=512, amp=True) == config
+
+
+@pytest.mark.parametrize(
+    ("published", "arch", "name"),
+    [
+        # The published config.json files' sizes (other keys do not change memory).
+        (dict(model_type="llama", hidden_size=2048, num_attention_heads=32,
+              num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
+              num_hidden_layers=16, tie_word_embeddings=True, head_dim=64), "llama",
+         "llama-3.2-1b"),
+        (dict(model_type="qwen2", hidden_size=896, num_attention_heads=14,
+              num_key_value_heads=2, intermediate_size=4864, vocab_size=151936,
+              num_hidden_layers=24, tie_word_embeddings=True), "qwen2", "qwen2.5-0.5b"),
+        (dict(model_type="mistral", hidden_size=4096, num_attention_heads=32,
+              num_key_value_heads=8, intermediate_size=14336, vocab_size=32000,
+              num_hidden_layers=32, tie_word_embeddings=False, sliding_window=4096),
+         "mistral", "mistral-7b-v0.1"),
+    ],
+)  # fmt: skip
+def test_config_json_equals_the_preset(tmp_path, published, arch, name):
+    import json
+
+    from symmem.presets import from_hf_config, preset
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(published))
+    config = from_hf_config(path, B=4, S=1024, amp=True)
+    assert config == preset(name).config(arch, B=4, S=1024, amp=True)
+    report = build_report("cpu", model=arch)
+    assert report.at(config).totals == report.at(preset(name).config(B=4, S=1024, amp=True)).totals
+
+
+def test_parameters_as_transformers_counts_them():
+    # LlamaForCausalLM of Llama 3.2 1B's config has 1,235,814,400 parameters (tied); Qwen2.5
+    # 0.5B's 494,032,768 (tied, with q/k/v biases); Mistral 7B v0.1's 7,241,732,096.
+    report = build_report("cpu", model="llama")
+    assert report.at(Config(model="llama", B=1, S=8, **LLAMA_1B)).param_count == 1_235_814_400
+    qwen = Config(model="qwen2", B=1, S=8, D=896, NH=14, NKV=2, F=4864, V=151936, L=24)
+    assert build_report("cpu", model="qwen2").at(qwen).param_count == 494_032_768
+    mistral = dict(D=4096, NH=32, NKV=8, F=14336, V=32000, L=32)
+    config = Config(model="mistral", B=1, S=8, **mistral, tied=False)
+    assert build_report("cpu", model="mistral").at(config).param_count == 7_241_732_096
+
+
+def test_solve_matches_a_linear_scan():
+    from symmem.solve import largest
+
+    report = build_report("cpu", model="qwen2")
+    config = Config(model="qwen2", S=1024, D=896, NH=14, NKV=2, F=4864, V=151936, L=24)
+    solution = largest(report, config, "B", "60GiB", quantity="total")
+    fits = [b for b in range(1, 100) if report.at(config.with_(B=b)).totals["total"] <= 60 * 2**30]
+    assert solution.value == max(fits)
+
+
+def test_sweep_equals_evaluating_each_config():
+    from symmem.sweep import sweep
+
+    report = build_report("cpu", model="llama")
+    sizes = dict(D=36, NH=6, F=50, V=97, L=2)
+    out = sweep(report, B=[1, 3], S=[13, 40], NKV=[1, 3], **sizes, amp=[False, True], tied=True)
+    for i, (b, s, nkv, amp) in enumerate([(1, 13, 1, False), (3, 40, 3, True)]):
+        config = Config(model="llama", B=b, S=s, NKV=nkv, **sizes, amp=amp, tied=True)
+        totals = report.at(config).totals
+        assert {k: int(out[k][i]) for k in totals} == dict(totals)
+
+
+def test_latex_document_for_llama(capsys):
+    from symmem.cli import main
+
+    argv = ["latex", "--arch", "llama", "--model", "llama-3.2-1b", "--what", "document"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert r"n_{\mathrm{kv}}" in text and r"\mathrm{TIED}" in text and "F" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--NKV", "4"], "NH=6 is not divisible by NKV=4"),
+        (["--SMAX", "16"], "--SMAX does not apply to llama"),
+        (["--dropout"], "--dropout does not apply to llama"),
+        (["--NH", "5"], "D=36 is not divisible by NH=5"),
+        (["--checkpoint", "full"], "activation checkpointing is not modelled for llama"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    from symmem.cli import main
+
+    sizes = dict(B=2, S=13, D=36, NH=6, NKV=2, F=50, V=97, L=2)
+    base = ["estimate", "--arch", "llama", *(f"--{k}={v}" for k, v in sizes.items())]
+    assert main([*base, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

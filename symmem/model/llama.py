@@ -20,7 +20,8 @@ import sympy
 
 from symmem import ops
 from symmem.dtypes import INT64
-from symmem.model.spec import Limit, Model
+from symmem.errors import ConfigError
+from symmem.model.spec import SEQ, TP, WHOLE, Limit, Model, ParallelRules
 from symmem.ops import Tensor, Trace
 from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
 from symmem.ops.pointwise import multiply, silu
@@ -60,6 +61,11 @@ def batch(t: Trace) -> tuple[Tensor, Tensor]:
 def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tuple[Tensor, Tensor]]:
     def forward(t: Trace, idx: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """``XForCausalLM.forward(input_ids, labels=labels)``: returns ``(logits, loss)``."""
+        if t.checkpoint != "none":
+            raise ConfigError(
+                f"activation checkpointing is not modelled for {t.model.name} (transformers' "
+                "gradient checkpointing also turns the key/value cache off): use --checkpoint none"
+            )
         with t.module("model.embed_tokens"):
             hidden = ops.embedding(t, idx, t.param("weight", V, D))
         ids = position_ids(t, S).view(1, S)
@@ -138,6 +144,43 @@ def _linear(
         return ops.linear(t, x, weight, bias)
 
 
+def _parallel(root: str) -> ParallelRules:
+    """Megatron-style tensor parallelism for a Llama-family model (:mod:`symmem.parallel`):
+    q, k, v, gate and up split by columns, o and down by rows, heads (and the cache) split, the
+    rotary cos and sin whole on every rank, the norms split along the sequence."""
+    return ParallelRules(
+        activations=(
+            ("model.layers.*.self_attn", "*", TP),  # rotary q, k, the attention core, the cache
+            ("model.layers.*.self_attn.[qkv]_proj", "*-mat2", TP),  # the weights' copies
+            ("model.layers.*.self_attn.[qkv]_proj", "*", SEQ),  # their input (the norm's output)
+            ("model.layers.*.self_attn.o_proj", "*", TP),
+            ("model.layers.*.mlp.gate_proj", "*-mat2", TP),
+            ("model.layers.*.mlp.up_proj", "*-mat2", TP),
+            ("model.layers.*.mlp.gate_proj", "*", SEQ),
+            ("model.layers.*.mlp.up_proj", "*", SEQ),
+            ("model.layers.*.mlp*", "*", TP),  # SiLU, the product, down_proj
+            ("model.layers.*", "*", SEQ),  # the RMSNorms
+            ("model.rotary_emb", "*", WHOLE),
+            ("model.norm", "*", SEQ),
+            ("lm_head", "*-self", SEQ),
+            ("lm_head", "*", TP),
+            (root, "*-total_weight", WHOLE),
+            (root, "*-target", WHOLE),
+            (root, "idx", WHOLE),
+            (root, "targets", WHOLE),
+            (root, "*", TP),
+        ),
+        parameters=(
+            ("*.self_attn.*", TP),
+            ("*.mlp.*", TP),
+            ("model.embed_tokens.weight", TP),
+            ("lm_head.weight", TP),
+            ("*", WHOLE),
+        ),
+        last_stage=("model.norm", "lm_head", root),
+    )
+
+
 #: ``rotate_half`` splits each head in two halves, and the cos and sin have
 #: 2·ceil(head_dim / 2) columns: an odd head size fails in transformers.
 EVEN_HEADS = Limit(
@@ -200,6 +243,7 @@ def _model(
         divides=((NH, D), (NKV, NH)),
         reasons=reasons,
         limits=(EVEN_HEADS, *limits),
+        parallel=_parallel(root),
         reference="symmem.validate.hf",
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from symmem.dtypes import FLOAT32
 from symmem.ops.graph import Tensor, Trace
+from symmem.ops.hf import pow_number
 from symmem.ops.pointwise import multiply
 
 __all__ = ["rms_norm"]
@@ -33,7 +34,7 @@ def rms_norm(t: Trace, x: Tensor, weight: Tensor) -> Tensor:
     origin = x.dtype
     x = t.cast(x, FLOAT32)
     rows = (*x.shape[:-1], 1)
-    squared = t.like(x, grad_fn=t.node("PowBackward0", (x,), {"self": x}, _fresh_like(x)))
+    squared = pow_number(t, x)
     node = t.node("MeanBackward1", (squared,), {}, _fresh_like(squared))
     variance = t.new(rows, FLOAT32, grad_fn=node)
     del squared
