@@ -27,6 +27,7 @@ from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
 from symmem.ops.pointwise import multiply, silu
 from symmem.ops.rmsnorm import rms_norm
 from symmem.ops.rope import apply_rotary, rotary_embedding
+from symmem.platforms import MATH, AttentionKernel
 from symmem.symbols import AMP, BIAS, NH, NKV, TIED, B, D, F, L, S, V
 
 __all__ = ["LLAMA", "MISTRAL", "QWEN2"]
@@ -117,10 +118,21 @@ def attention(t: Trace, x: Tensor, cos: Tensor, sin: Tensor, biases: Biases) -> 
     q = apply_rotary(t, q, cos, sin)
     k = apply_rotary(t, k, cos, sin)
     k, v = cache_update(t, k, v)
-    y = ops.scaled_dot_product_attention(t, q, k, v, t.kernel)
+    y = ops.scaled_dot_product_attention(t, q, k, v, _kernel(t))
     del q, k, v
     y = ops.contiguous(t, y.transpose(1, 2)).view(B, S, D)
     return _linear(t, "o_proj", y, D, D, biases)
+
+
+def _kernel(t: Trace) -> AttentionKernel:
+    """The SDPA kernel that runs with ``enable_gqa``. CUDA's memory-efficient kernel admits no
+    grouped-query heads (PyTorch's ``aten/src/ATen/native/transformers/cuda/sdp_utils.cpp``:
+    its dense constraints are ``check_batch_size_and_num_heads_dense<false>``, flash's and
+    cuDNN's ``<true>``), so with NKV < NH PyTorch goes on to the math path. Derived from the
+    source, not measured; the CPU flash kernel takes them (measured, torch 2.13)."""
+    if t.kernel.name == "efficient" and not t.holds(sympy.Eq(NKV, NH)):
+        return MATH
+    return t.kernel
 
 
 def mlp(t: Trace, x: Tensor, biases: Biases) -> Tensor:
