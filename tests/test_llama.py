@@ -250,3 +250,17 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert main([*base, *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_cuda_profile_grouped_query_attention_runs_the_math_path():
+    # sdp_utils.cpp: the memory-efficient kernel admits no grouped-query heads; with NKV = NH it
+    # runs, with NKV < NH the math path does (k and v repeated to NH heads, fp32 under AMP).
+    report = build_report("cuda", model="llama")
+    names = [t.name for t in report.terms]
+    sizes = dict(B=2, S=13, D=36, NH=6, F=50, V=97, L=2, amp=True)
+    mha, gqa = (report.at(Config(model="llama", NKV=n, **sizes)) for n in (6, 2))
+    bytes_of = [dict(zip(names, e.term_bytes, strict=True)) for e in (mha, gqa)]  # L layers
+    efficient = "ScaledDotProductEfficientAttentionBackward0-query"
+    assert bytes_of[0][efficient] == 2 * 2 * 13 * 36 * 2 and bytes_of[1][efficient] == 0
+    assert bytes_of[0]["BmmBackward0#2-mat2"] == 0
+    assert bytes_of[1]["BmmBackward0#2-mat2"] == 4 * 2 * 13 * 36 * 2  # v at NH heads, fp32
