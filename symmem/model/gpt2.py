@@ -45,11 +45,10 @@ def forward(t: Trace, idx: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
             "checkpointing also turns the key/value cache off): use --checkpoint none"
         )
     with t.module("transformer"):
-        hidden_states = model(t, idx)
+        hidden_states = model(t, idx)  # also transformer_outputs.last_hidden_state: kept
     with t.module("lm_head"):
         weight = t.param("transformer.wte.weight") if t.scenario.tied else t.param("weight", V, D)
         logits = ops.linear(t, hidden_states, weight, None)
-    del hidden_states
     t.label(logits, "logits", "logits")
     loss = hf.causal_lm_loss(t, logits, targets)
     return logits, loss

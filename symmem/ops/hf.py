@@ -131,12 +131,13 @@ def tanh(t: Trace, x: Tensor) -> Tensor:
 def mul(t: Trace, a: Tensor, b: Tensor) -> Tensor:
     """``a * b`` of two same-shaped tensors that both need a gradient: MulBackward0 saves both
     (``self`` and ``other``); the output has the wider dtype. Backward: a fresh gradient for
-    each (``mul_tensor_backward``), self's first, each in its input's dtype."""
+    each (``mul_tensor_backward``: ``grad * other``, then ``grad * self``), in the gradient's
+    dtype; the engine casts one of another dtype to its input's (``validate_outputs``)."""
     dtype = a.dtype if a.dtype.itemsize >= b.dtype.itemsize else b.dtype
-    specs = [(x.shape, x.dtype) for x in (a, b)]
+    shapes = (a.shape, b.shape)
 
     def backward(engine: Any, grad: Tensor) -> list[Tensor | None]:
-        return [engine.new(shape, dt, grad.order) for shape, dt in specs]
+        return [engine.new(shape, grad.dtype, grad.order) for shape in shapes]
 
     node = t.node("MulBackward0", (a, b), {"self": a, "other": b}, backward)
     return t.like(a, dtype, grad_fn=node)

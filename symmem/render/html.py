@@ -28,7 +28,8 @@ def estimate_html(estimate: Estimate) -> str:
     config, report = estimate.config, estimate.report
     sizes = ", ".join(f"{k}={v:,}" for k, v in config.sizes().items())
     switches = ", ".join(
-        f"{name}={'on' if getattr(config, name) else 'off'}" for name in ("amp", "dropout", "bias")
+        f"{name}={'on' if getattr(config, name) else 'off'}"
+        for name in config.architecture.switch_names
     )
     kernel = estimate.kernel
     requested = "" if report.attention == kernel else f" (requested: {report.attention})"

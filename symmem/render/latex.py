@@ -657,7 +657,7 @@ def _sizes_text(config: Config) -> str:
 
 
 def _switch_names(config: Config) -> Iterable[tuple[str, bool]]:
-    return ((name, getattr(config, name)) for name in ("amp", "dropout", "bias"))
+    return ((name, getattr(config, name)) for name in config.architecture.switch_names)
 
 
 # -- the peak of a training step --------------------------------------------------------------
@@ -752,11 +752,10 @@ def peak(
     listed = ", ".join(f"P_{{{i}}}" for i in range(1, count + 1))
     if count > 3:
         listed = rf"P_{{1}}, P_{{2}}, \ldots, P_{{{count}}}"
+    opening, closing = _LOOP_LINES.get(report.loop.name, _LOOP_LINES["nanogpt"])
     lines = [
-        "The most memory alive at any moment of one training step of nanoGPT's loop (forward, "
-        "the next",
-        "batch, backward, clipping, the AdamW step, zero\\_grad) is the largest of the live bytes "
-        f"at {count}",
+        opening,
+        f"{closing}at {count}",
         f"moment{'s' if count > 1 else ''}, here for {where}:",
         rf"\[ {_lhs('peak')} = \max\left({listed}\right) \]",
     ]
@@ -774,6 +773,20 @@ def peak(
     )
     lines += ["", _allocated(report, run, config, chosen.nbytes, names, width)]
     return "\n".join(lines) + "\n"
+
+
+#: How the peak's paragraph names each training loop (:mod:`symmem.loops`), up to "at n".
+_LOOP_LINES = {
+    "nanogpt": (
+        "The most memory alive at any moment of one training step of nanoGPT's loop (forward, "
+        "the next",
+        "batch, backward, clipping, the AdamW step, zero\\_grad) is the largest of the live bytes ",
+    ),
+    "plain": (
+        "The most memory alive at any moment of one training step of the plain loop (zero\\_grad,",
+        "forward, backward, the AdamW step) is the largest of the live bytes ",
+    ),
+}
 
 
 def _allocated(
