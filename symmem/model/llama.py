@@ -76,17 +76,18 @@ def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tup
         with t.module(BLOCK):
             hidden = decoder_layer(t, hidden, cos, sin, biases)
         t.mark("/block")
-        del ids
         with t.module("model.norm"):
             hidden = rms_norm(t, hidden, t.param("weight", D))
+        del ids  # LlamaModel.forward returns; its output keeps the norm's output (below)
         weight = t.param("model.embed_tokens.weight") if t.scenario.tied else None
         with t.module("lm_head"):
             if weight is None:
                 weight = t.param("weight", V, D)
             logits = ops.linear(t, hidden, weight, None)
-        del hidden
         t.label(logits, "logits", "logits")
-        return logits, causal_lm_loss(t, logits, labels)
+        loss = causal_lm_loss(t, logits, labels)
+        del hidden  # ``outputs.last_hidden_state``: alive until XForCausalLM.forward returns
+        return logits, loss
 
     return forward
 
