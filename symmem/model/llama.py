@@ -69,6 +69,11 @@ def _forward(root: str, biases: Biases) -> Callable[[Trace, Tensor, Tensor], tup
             )
         with t.module("model.embed_tokens"):
             hidden = ops.embedding(t, idx, t.param("weight", V, D))
+        if t.model.limits[-1] is SHORTER_THAN_WINDOW:
+            # DynamicCache(config) of a sliding-window model: each layer's
+            # DynamicSlidingWindowLayer keeps torch.tensor(sliding_window), an 8-byte int64,
+            # in the returned cache (no term: nothing saves it; L of them, as one storage).
+            t.returned.append(t.new((L,), INT64))
         ids = position_ids(t, S).view(1, S)
         with t.module("model.rotary_emb"):
             cos, sin = rotary_embedding(t, ids, D / NH)
