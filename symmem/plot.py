@@ -35,7 +35,7 @@ from symmem.errors import BudgetError, ConfigError, OutputError, SymmemError
 from symmem.files import writable
 from symmem.kinds import MAXIMA
 from symmem.report import CATEGORIES, TOTALS, Report
-from symmem.solve import Solution, largest
+from symmem.solve import Solution, bounded_upper, largest
 from symmem.sweep import sweep
 from symmem.units import format_bytes, parse_bytes
 
@@ -100,6 +100,7 @@ def memory_plot(
         if solution is None and not why.startswith("nothing fits"):
             raise BudgetError(f"{why}; give the values to plot")
         top = (solution.value * 5) // 4 + multiple_of if solution else 64 * multiple_of
+        top = min(top, bounded_upper(config, symbol, None) or top)  # GPT-2's S up to SMAX
         step = max(multiple_of, (top // _POINTS) // multiple_of * multiple_of)
         values = range(multiple_of, top + 1, step)
     xs = sorted({int(v) for v in values})

@@ -29,7 +29,7 @@ from symmem.evaluate import compile_exact
 from symmem.parallel import Layout, RankReport
 from symmem.report import TOTALS, Report, build_report
 from symmem.simplify import paper_form
-from symmem.symbols import LATEX_NAMES, SYMBOLS
+from symmem.symbols import FIELDS, LATEX_NAMES, SYMBOLS
 from symmem.units import format_bytes, parse_bytes
 
 __all__ = [
@@ -150,8 +150,10 @@ def largest(
     upper: int | None = None,
     quantity: str = "max_memory_allocated",
 ) -> Solution:
-    """The largest multiple of ``multiple_of`` (at most ``upper``) for ``symbol`` that fits."""
+    """The largest multiple of ``multiple_of`` (at most ``upper``, and at most what the
+    architecture allows: GPT-2's S at most SMAX) for ``symbol`` that fits."""
     _check_request(config, symbol, multiple_of, upper)
+    upper = bounded_upper(config, symbol, upper)
     budget_bytes = parse_bytes(budget)
     report.kernel_for(config)
     memory, fixed, closed = _prepared(_key(report), quantity, symbol, multiple_of, config)
@@ -217,6 +219,16 @@ def _check_request(config: Config, symbol: str, multiple_of: int, upper: int | N
     missing = [n for n in config.missing if n != symbol]
     if missing:
         raise ConfigError("missing sizes: " + ", ".join(missing))
+
+
+def bounded_upper(config: Config, symbol: str, upper: int | None) -> int | None:
+    """``upper``, lowered to the size the architecture bounds ``symbol`` by in ``config``
+    (:attr:`symmem.model.spec.Model.bounds`: GPT-2's S by its SMAX positions)."""
+    for small, large in config.architecture.bounds:
+        bound = getattr(config, FIELDS[large])
+        if FIELDS[small] == symbol and bound is not None:
+            upper = bound if upper is None else min(upper, bound)
+    return upper
 
 
 def _search(

@@ -8,6 +8,8 @@ import itertools
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from symmem import Config, ConfigError, build_report
 from symmem.cli import main
@@ -52,6 +54,11 @@ def _cases():
         )
 
 
+#: With one token per batch or heads of size 1, PyTorch's backward makes one more gradient copy
+#: than symmem models (docs/validation.md, as for nanoGPT): only these rows, only upwards.
+DEGENERATE_ROWS = ("step: backward peak", "total: peak", "total: max_memory_allocated")
+
+
 def _check(config: Config, attention: str) -> None:
     from symmem.validate.compare import compare
     from symmem.validate.measure import measure
@@ -60,7 +67,11 @@ def _check(config: Config, attention: str) -> None:
     assert report.loop.name == "plain"
     estimate = report.at(config)
     measurement = measure(config, device="cpu", attention=attention, loop=report.loop.name)
-    assert not _unexplained(compare(estimate, measurement).differences(), config.L)
+    rows = _unexplained(compare(estimate, measurement).differences(), config.L)
+    if config.B * config.S == 1 or config.D == config.NH:
+        assert all(r.name in DEGENERATE_ROWS and r.measured > r.predicted for r in rows), rows
+    else:
+        assert not rows
     assert measurement.extra["kernel"] == estimate.kernel
     # gelu_new's three Python numbers are saved as 0-dim float64 tensors: 8 bytes each in the
     # graph's saved fields, which saved_tensors_hooks never sees.
@@ -81,6 +92,27 @@ def _check(config: Config, attention: str) -> None:
 @pytest.mark.parametrize(("config", "attention"), list(_cases()))
 def test_gpt2_cpu_terms_equal_measurement(config, attention):
     _check(config, attention)
+
+
+@needs_torch
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    B=st.integers(1, 3),
+    S=st.integers(1, 50),
+    extra=st.integers(0, 20),
+    head=st.integers(1, 12),
+    NH=st.integers(1, 4),
+    V=st.integers(2, 130),
+    L=st.integers(1, 3),
+    amp=st.booleans(),
+    dropout=st.booleans(),
+    tied=st.booleans(),
+    attention=st.sampled_from(["default", "math"]),
+)
+def test_random_small_configs_match(B, S, extra, head, NH, V, L, amp, dropout, tied, attention):
+    sizes = dict(B=B, S=S, D=head * NH, NH=NH, V=V, L=L, SMAX=S + extra)
+    _check(Config(model="gpt2", **sizes, amp=amp, dropout=dropout, tied=tied), attention)
 
 
 @needs_torch
@@ -254,3 +286,29 @@ def test_html_names_gpt2s_switches():
     report = build_report("cuda", model="gpt2")
     html = report.at(Config(model="gpt2", B=2, S=64, D=96, NH=4, V=500, L=2, SMAX=64))._repr_html_()
     assert "tied=on" in html and "bias" not in html
+
+
+@pytest.mark.slow
+def test_plots_against_b_and_s_mark_what_solve_returns():
+    pytest.importorskip("matplotlib")
+    from symmem.plot import batch_plot, sequence_plot
+    from symmem.solve import largest
+
+    report = build_report("cuda", model="gpt2")
+    config = Config(model="gpt2", B=4, S=512, D=96, NH=4, V=500, L=2, SMAX=2048, amp=True)
+    for plot, symbol in ((batch_plot, "B"), (sequence_plot, "S")):
+        ax = plot(report, config, budget="1GiB")
+        (marker,) = [line for line in ax.get_lines() if line.get_gid() == "largest"]
+        solution = largest(report, config.with_(**{symbol: None}), symbol, "1GiB")
+        assert list(marker.get_xdata()) == [solution.value]
+        assert max(int(x) for x in ax.get_xlim()) <= 2048
+
+
+def test_solving_for_s_stops_at_the_position_table():
+    from symmem.solve import largest
+
+    report = build_report("cuda", model="gpt2")
+    config = Config(model="gpt2", B=1, D=96, NH=4, V=500, L=2, SMAX=300)
+    solution = largest(report, config, "S", "80GiB", quantity="total")
+    assert (solution.value, solution.limited_by) == (300, "upper bound")
+    assert largest(report, config, "S", "80GiB", quantity="total", upper=100).value == 100
