@@ -112,7 +112,8 @@ def generate(
                 names[atom] = f"q{hoisted}"
                 hoisted += 1
     fractions = any(
-        e.atoms(sympy.Rational) - e.atoms(sympy.Integer)
+        (e.atoms(sympy.Rational) - e.atoms(sympy.Integer))
+        or any(p.exp.is_negative for p in e.atoms(sympy.Pow))  # D·NKV/NH: whole, as a Fraction
         for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
     )
     wrap = "_int" if fractions and not vector else ""

@@ -16,13 +16,16 @@ from types import MappingProxyType
 
 from symmem.errors import ConfigError
 from symmem.model.gpt2 import GPT2
+from symmem.model.llama import LLAMA, MISTRAL, QWEN2
 from symmem.model.nanogpt import NANOGPT
 from symmem.model.spec import Model, ParallelRules
 
 __all__ = ["MODELS", "Model", "ParallelRules", "get_model"]
 
 #: Every architecture, by the name ``--arch`` takes.
-MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (NANOGPT, GPT2)})
+MODELS: Mapping[str, Model] = MappingProxyType(
+    {m.name: m for m in (NANOGPT, GPT2, LLAMA, QWEN2, MISTRAL)}
+)
 
 
 def get_model(name: str | Model) -> Model:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from symmem.config import Config
     from symmem.ops.graph import Tensor, Trace
 
-__all__ = ["SEQ", "TP", "WHOLE", "Model", "ParallelRules"]
+__all__ = ["SEQ", "TP", "WHOLE", "Limit", "Model", "ParallelRules"]
 
 #: How a tensor splits under tensor parallelism: among the t ranks (``tp``), along the sequence
 #: with sequence parallelism only (``seq``), or never (``whole``).
@@ -51,6 +51,21 @@ class ParallelRules:
     first_stage_inputs: tuple[str, ...] = ("idx",)
 
 
+@dataclass(frozen=True)
+class Limit:
+    """A condition on an architecture's sizes beyond divisibility and bounds.
+
+    Attributes:
+        fields: The sizes it reads, by config field.
+        holds: Whether sizes given by field name are allowed.
+        reason: Why not, as the error says it (``{field}`` placeholders get the values).
+    """
+
+    fields: tuple[str, ...]
+    holds: Callable[[Mapping[str, int]], bool] = field(repr=False)
+    reason: str
+
+
 Forward = Callable[["Trace", "Tensor", "Tensor"], "tuple[Tensor, Tensor]"]
 Batch = Callable[["Trace"], "tuple[Tensor, Tensor]"]
 
@@ -75,6 +90,8 @@ class Model:
         bounds: ``(a, b)`` pairs of sizes where ``a`` may not exceed ``b`` (S and a position
             table's rows).
         reasons: Why a switch or size it does not have cannot be set, by field name.
+        limits: Other conditions its sizes must meet (an even head size, a sequence shorter
+            than a sliding window).
         parallel: Its tensor-parallel and pipeline rules, or ``None`` where none are written.
         param_dtype: The element type its parameters are kept in.
         reference: The module of :mod:`symmem.validate` that builds the same model in PyTorch.
@@ -94,6 +111,7 @@ class Model:
     divides: tuple[tuple[sympy.Symbol, sympy.Symbol], ...] = ()
     bounds: tuple[tuple[sympy.Symbol, sympy.Symbol], ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
+    limits: tuple[Limit, ...] = ()
     parallel: ParallelRules | None = field(default=None, repr=False)
     param_dtype: DType = FLOAT32
     reference: str = ""
@@ -147,6 +165,10 @@ class Model:
             a, b = getattr(config, FIELDS[small]), getattr(config, FIELDS[large])
             if a is not None and b is not None and a > b:
                 raise ConfigError(f"{small}={a} is larger than {large}={b}")
+        for limit in self.limits:
+            values = {name: getattr(config, name) for name in limit.fields}
+            if None not in values.values() and not limit.holds(values):
+                raise ConfigError(limit.reason.format(**values))
 
     def valid(self, sizes: Sequence[int]) -> bool:
         """Whether sizes given as integers, in :attr:`sizes` order, are all positive and divide
@@ -154,7 +176,10 @@ class Model:
         if len(sizes) != len(self.sizes) or min(sizes) <= 0:
             return False
         divides = all(sizes[j] % sizes[i] == 0 for i, j in self._positions[0])
-        return divides and all(sizes[i] <= sizes[j] for i, j in self._positions[1])
+        if not divides or not all(sizes[i] <= sizes[j] for i, j in self._positions[1]):
+            return False
+        named = dict(zip(self.size_names, sizes, strict=True))
+        return all(limit.holds(named) for limit in self.limits)
 
     @cached_property
     def _positions(self) -> tuple[tuple[tuple[int, int], ...], ...]:

@@ -88,13 +88,18 @@ def _math(t: Trace, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     (``ones``, ``tril``, ``where``) and added (saves nothing). ``_safe_softmax`` saves its result,
     attention dropout saves what the platform's dropout saves, and the function also returns the
     attention weights in the inputs' dtype (a copy under AMP, dropped by SDPA). The output is
-    cast back to the input dtype. (Measured on CPU, torch 2.13.)
+    cast back to the input dtype. With fewer key/value heads than query heads (grouped-query
+    attention), k and v are repeated to as many heads after q is scaled. (Measured on CPU,
+    torch 2.13.)
     """
     origin = q.dtype
     q_acc, k_acc, v_acc = (t.cast(x, FLOAT32) for x in (q, k, v))
     q_scaled = _scale(t, q_acc)
+    k_all, v_all = k_acc, v_acc
+    if k.shape[1] != q.shape[1] and not t.holds(sympy.Eq(k.shape[1], q.shape[1])):
+        k_all, v_all = (_repeat_heads(t, x, q.shape[1]) for x in (k_acc, v_acc))
     mask = _causal_mask(t, q.shape[2])
-    scores = _matmul(t, q_scaled, _scale(t, k_acc.transpose(-2, -1), transposed=True))
+    scores = _matmul(t, q_scaled, _scale(t, k_all.transpose(-2, -1), transposed=True))
     scores = _add_mask(t, scores)
     node = t.node("SafeSoftmaxBackward0", (scores,), {}, _like_grad(scores))
     probs = t.like(scores, grad_fn=node)
@@ -102,9 +107,21 @@ def _math(t: Trace, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     t.save_output(node, "result", probs)
     probs = dropout(t, probs)
     weights = t.cast(probs, origin)
-    out = t.cast(_matmul(t, probs, v_acc), origin)
-    del q_acc, k_acc, v_acc, q_scaled, mask, probs, weights
+    out = t.cast(_matmul(t, probs, v_all), origin)
+    del q_acc, k_acc, v_acc, k_all, v_all, q_scaled, mask, probs, weights
     return out
+
+
+def _repeat_heads(t: Trace, x: Tensor, heads: sympy.Expr) -> Tensor:
+    """``x.repeat_interleave(heads / kv_heads, -3)``, as the math path does for grouped-query
+    attention (``enable_gqa``, which Hugging Face passes when it has fewer key/value heads):
+    unsqueeze, expand and a contiguous copy (CloneBackward0, nothing saved), viewed with
+    ``heads`` heads. Backward: the gradient summed over the repeats, a fresh tensor.
+    (Measured on CPU, torch 2.13.)"""
+    b, _, s, hd = x.shape
+    shape, dtype = x.shape, x.dtype
+    node = t.node("CloneBackward0", (x,), {}, lambda engine, grad: [engine.new(shape, dtype)])
+    return t.new((b, heads, s, hd), x.dtype, grad_fn=node)
 
 
 def _causal_mask(t: Trace, s: sympy.Expr) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -106,14 +106,48 @@ _ATTENTION = {
 }
 
 
+class _StorageTag:
+    """Which storage a tensor has, without holding it (a label that kept cos and sin alive
+    until the step's end would change what the training step's timeline measures): enough for
+    the measurement to name the storage (its device and ``untyped_storage().data_ptr()``)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.device = tensor.device
+        self._ptr = tensor.untyped_storage().data_ptr()
+
+    def untyped_storage(self) -> _StorageTag:
+        return self
+
+    def data_ptr(self) -> int:
+        return self._ptr
+
+
 def run(model: Any, idx: torch.Tensor, targets: torch.Tensor) -> Forward:
     """``out = model(input_ids=idx, labels=targets)``: the logits, the loss, the output itself
-    (it keeps the key/value cache alive) and the cache's tensors as terms."""
+    (it keeps the key/value cache alive) and the cache's tensors as terms; for the Llama family
+    also the rotary cos and sin, made once by ``model.rotary_emb`` and saved by every layer
+    (terms of that module, not of the first layer that saves them)."""
     from symmem.validate.measure import Forward
 
-    out = model(input_ids=idx, labels=targets)
+    rotary: list[_StorageTag] = []
+    rotary_emb = getattr(getattr(model, "model", None), "rotary_emb", None)
+    handle = None
+    if rotary_emb is not None:  # cos and sin, made once and saved by every layer
+
+        def tag(module: Any, args: Any, made: tuple[torch.Tensor, ...]) -> None:
+            rotary.extend(_StorageTag(x) for x in made)
+
+        handle = rotary_emb.register_forward_hook(tag)
+    try:
+        out = model(input_ids=idx, labels=targets)
+    finally:
+        if handle is not None:
+            handle.remove()
     attention = _ATTENTION[model.config.model_type]
-    labelled = []
+    labelled = [
+        (cast(torch.Tensor, tag), f"RotaryEmbedding-{name}", "activations", "model.rotary_emb")
+        for tag, name in zip(rotary, ("cos", "sin"), strict=False)
+    ]
     cache = getattr(out, "past_key_values", None)
     for i, layer in enumerate(getattr(cache, "layers", ())):
         module = attention.format(i)
