@@ -346,6 +346,7 @@ def _build_report(
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
         lambda: _build_parts(model, plat, attention, adamw, checkpoint),
+        STORED_CLASSES,
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -364,6 +365,9 @@ def _build_report(
         evaluator,
     )
 
+
+#: The dataclasses a report's cache entry holds (:func:`symmem.cache.cached`).
+STORED_CLASSES = (Term, StepRun, StepPhase, Scenario)
 
 _Parts = tuple[
     tuple[Term, ...],
