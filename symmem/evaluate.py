@@ -82,8 +82,11 @@ def generate(
     *,
     vector: bool = False,
     keys: Sequence[str] | None = None,
+    whole: bool = True,
 ) -> str:
-    """The Python source of :func:`compile_many`'s function (it can be stored and loaded)."""
+    """The Python source of :func:`compile_many`'s function (it can be stored and loaded).
+
+    With ``whole=False`` an output may be a fraction (a ``Fraction``), not only an int."""
     exprs = [sympy.sympify(e) for e in exprs]
     names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
@@ -115,7 +118,7 @@ def generate(
         e.atoms(sympy.Rational) - e.atoms(sympy.Integer)
         for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
     )
-    wrap = "_int" if fractions and not vector else ""
+    wrap = "_int" if fractions and not vector and whole else ""
     for i, expr in enumerate(exprs):
         lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector)})")
     if keys is None:
