@@ -67,6 +67,7 @@ _CONSTANTS: Mapping[str, sympy.Basic] = MappingProxyType(
         "-oo": -sympy.oo,
     }
 )
+_ASSOCIATIVE = (sympy.Add, sympy.Mul)
 _CONSTANT_NAMES = {value: key for key, value in _CONSTANTS.items()}
 
 
@@ -152,7 +153,13 @@ def _nodes(table: list[list[Any]]) -> list[sympy.Basic]:
         elif kind == "f":
             cls = _CLASSES[entry[1]]
             args = [exprs[i] for i in entry[2]]
-            exprs.append(_lattice(cls, args) if cls in (sympy.Max, sympy.Min) else cls(*args))
+            if cls in _ASSOCIATIVE:  # stored canonical: no need to flatten or sort again
+                op: Any = cls
+                exprs.append(op._from_args(args, all(a.is_commutative for a in args)))
+            elif cls in (sympy.Max, sympy.Min):
+                exprs.append(_lattice(cls, args))
+            else:
+                exprs.append(cls(*args))
         else:
             raise DecodeError(f"unknown node kind {kind!r}")
     return exprs

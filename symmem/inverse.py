@@ -199,7 +199,7 @@ def piece_largest(coeffs: Sequence[int | Fraction], budget: int) -> int | None:
     c1 = Fraction(coeffs[1])
     if len(coeffs) == 2:
         if c1 <= 0:
-            return None
+            return piece_largest(coeffs[:1], budget) if c1 == 0 else None
         return max(math.floor((budget - c0) / c1), -1)
     c2 = Fraction(coeffs[2])
     if c2 == 0:
@@ -207,13 +207,19 @@ def piece_largest(coeffs: Sequence[int | Fraction], budget: int) -> int | None:
     if c2 < 0:
         return None
 
-    def fits(v: int) -> bool:
-        return c0 + c1 * v + c2 * v * v <= budget
+    # Whole numbers: a x^2 + b x + c <= 0 with a >= 1, so the root's floor from the integer
+    # square root is off by at most one.
+    scale = math.lcm(c0.denominator, c1.denominator, c2.denominator)
+    a, b = int(c2 * scale), int(c1 * scale)
+    c = int((c0 - budget) * scale)
 
-    discriminant = c1 * c1 + 4 * c2 * (budget - c0)
+    def fits(v: int) -> bool:
+        return a * v * v + b * v + c <= 0
+
+    discriminant = b * b - 4 * a * c
     if discriminant < 0:
         return -1
-    x = math.floor((math.isqrt(math.floor(discriminant)) - c1) / (2 * c2))
+    x = (math.isqrt(discriminant) - b) // (2 * a)
     while fits(x + 1):
         x += 1
     while x >= 0 and not fits(x):

@@ -260,7 +260,7 @@ def _closed_form(
     if k == 1:
         return chosen.form, chosen.text, chosen.latex
     form = sympy.Mul(k, sympy.floor(chosen.form / k, evaluate=False), evaluate=False)
-    text = f"{k}*floor(({chosen.text})/{k})"
+    text = f"{k}*floor({chosen.text}/{k})"
     latex = rf"{k} \left\lfloor{{\frac{{{chosen.latex}}}{{{k}}}}}\right\rfloor"
     return form, text, latex
 
