@@ -190,7 +190,8 @@ def largest(
     closed, branch = closed_value(found, sizes, budget_bytes)
     closed_k = None if closed is None else k * (closed // k)
     limit = None if upper is None else upper // k
-    m = _search(memory, budget_bytes, k, limit, closed_k)
+    near = _estimate(memory, budget_bytes, k) if closed_k is None else None
+    m = _search(memory, budget_bytes, k, limit, closed_k, near)
     if m is None:
         raise BudgetError(
             f"{quantity} does not grow with {symbol}: every {symbol} fits; give an upper bound"
@@ -281,9 +282,17 @@ def _check_request(config: Config, symbol: str, multiple_of: int, upper: int | N
 
 
 def _search(
-    memory: Callable[[int], int], budget: int, k: int, limit: int | None, guess: int | None
+    memory: Callable[[int], int],
+    budget: int,
+    k: int,
+    limit: int | None,
+    guess: int | None,
+    near: int | None = None,
 ) -> int | None:
-    """Largest m >= 1 (at most ``limit``) with memory(m*k) <= budget; None if unbounded."""
+    """Largest m >= 1 (at most ``limit``) with memory(m*k) <= budget; None if unbounded.
+
+    ``guess`` is a value that is checked first (a closed form's); ``near`` an estimate the
+    search gallops from (doubling its steps away from it, then bisecting)."""
 
     def fits(m: int) -> bool:
         return memory(m * k) <= budget
@@ -295,6 +304,35 @@ def _search(
         m = guess // k if limit is None else min(guess // k, limit)
         if largest_at(m):
             return m
+    if near is not None and near // k > 1:  # an estimate: gallop from it, then bisect
+        m = near // k if limit is None else min(near // k, limit)
+        if fits(m):
+            low, step = m, 1
+            while True:
+                probe = low + step
+                if limit is not None and probe >= limit:
+                    if fits(limit):
+                        return limit
+                    high = limit
+                    break
+                if probe * k > _MAX_VALUE:
+                    return None
+                if not fits(probe):
+                    high = probe
+                    break
+                low, step = probe, step * 2
+        else:
+            high, step = m, 1
+            while True:
+                probe = high - step
+                if probe <= 1:
+                    low = 1  # the caller checked that the smallest value fits
+                    break
+                if fits(probe):
+                    low = probe
+                    break
+                high, step = probe, step * 2
+        return _bisect(fits, low, high)
     low, high = 1, 2
     while fits(high):
         if limit is not None and high >= limit:
@@ -304,6 +342,11 @@ def _search(
         low, high = high, high * 2
     if limit is not None:
         high = min(high, limit + 1)
+    return _bisect(fits, low, high)
+
+
+def _bisect(fits: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest m in [low, high) that fits, given that ``low`` fits and ``high`` does not."""
     while high - low > 1:
         middle = (low + high) // 2
         if fits(middle):
@@ -311,6 +354,23 @@ def _search(
         else:
             high = middle
     return low
+
+
+def _estimate(memory: Callable[[int], int], budget: int, k: int) -> int | None:
+    """Where the memory meets the budget, by two secant steps from ``k`` and ``16 k``: close
+    for memory nearly linear or quadratic in the size; a start for the search, never the
+    answer."""
+    x0, y0 = k, memory(k)
+    x1 = 16 * k
+    y1 = memory(x1)
+    for _ in range(2):
+        if y1 <= y0:
+            return None
+        x2 = x1 + (budget - y1) * (x1 - x0) // (y1 - y0)
+        if x2 < k or x2 > _MAX_VALUE:
+            return None
+        x0, y0, x1, y1 = x1, y1, x2, memory(x2)
+    return x1
 
 
 def _key(report: Report) -> _Key:
