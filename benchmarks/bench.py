@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import logging
 import re
@@ -139,15 +140,56 @@ def main() -> int:
     figures["import_sympy_s"] = t_sympy
     figures["estimate_vs_import_sympy"] = t_estimate / t_sympy
 
-    # Largest batch after the first call.
+    # The command line's solves, warm, against importing SymPy alone.
+    for name, argv in SOLVE_COMMANDS.items():
+        command = [sys.executable, "-m", "symmem.cli", "solve", *argv]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # warm the disk cache
+        figures[f"{name}_s"] = wall(command)
+        figures[f"{name}_vs_import_sympy"] = figures[f"{name}_s"] / t_sympy
+
+    # Largest batch after the first call, then each solved size on both maxima.
     gpt2 = Config(S=1024, D=768, NH=12, V=50257, L=12, amp=True)
     largest(report, gpt2, "B", "80GiB")
     figures["solve_ms"] = per_call(lambda: largest(report, gpt2, "B", "80GiB")) * 1e3
+    figures |= solve_figures()
 
     figures |= llm_analysis_figures(t_symmem, t_sweep)
     for name, value in figures.items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
     return 0
+
+
+#: The command-line solves timed (issue figures): B on an RTX 4090, S on the math path.
+SOLVE_COMMANDS = {
+    "solve_cli_B": [
+        "--for", "B", "--gpu", "rtx-4090", "--D", "768", "--NH", "12", "--L", "12",
+        "--V", "50257", "--S", "1024", "--amp",
+    ],
+    "solve_cli_S_math": [
+        "--for", "S", "--budget", "40GiB", "--B", "8", "--D", "1024", "--NH", "16",
+        "--V", "50257", "--L", "24", "--amp", "--platform", "cuda", "--attention", "math",
+    ],
+}  # fmt: skip
+
+
+def solve_figures() -> dict[str, float | str]:
+    """``largest`` after its first call: B, S (efficient and math kernels) and L, on ``peak``
+    and on ``max_memory_allocated``, in milliseconds."""
+    cases = {
+        "B": ("efficient", Config(S=1024, D=768, NH=12, V=50257, L=12, amp=True)),
+        "S_efficient": ("efficient", Config(B=8, D=1024, NH=16, V=50257, L=24, amp=True)),
+        "S_math": ("math", Config(B=8, D=1024, NH=16, V=50257, L=24, amp=True)),
+        "L": ("efficient", Config(B=8, S=1024, D=768, NH=12, V=50257, amp=True)),
+    }
+    figures: dict[str, float | str] = {}
+    for name, (attention, config) in cases.items():
+        report = build_report("cuda", attention)
+        symbol = name.split("_")[0]
+        for quantity in ("peak", "max_memory_allocated"):
+            solve = functools.partial(largest, report, config, symbol, "40GiB", quantity=quantity)
+            solve()
+            figures[f"solve_ms_{name}_{quantity}"] = per_call(solve) * 1e3
+    return figures
 
 
 def llm_analysis_figures(t_symmem: float, t_sweep: float) -> dict[str, float | str]:

@@ -3,27 +3,40 @@
 Entries live in ``$SYMMEM_CACHE_DIR`` (default ``~/.cache/symmem``), named by what they hold and by
 a fingerprint of symmem's own source: editing any module makes a fresh entry. Set
 ``SYMMEM_NO_CACHE=1`` to build everything in memory. Nothing is read or written at import time.
+
+An entry is data, not code: JSON text (expressions as a table of nodes, :mod:`symmem.codec`;
+generated source as text) after a header line with the SHA-256 of that text. Reading one runs
+nothing from the cache directory; an entry that cannot be read for any reason (a bad hash, a
+truncated copy, a format of another version) is built again and replaced. Entries are written
+to a temporary file and renamed into place, so concurrent processes never see half of one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import marshal
 import os
-import pickle
+import re
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from types import CodeType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import sympy
+from symmem.codec import decode, encode
 
-__all__ = ["cache_dir", "cached", "compiled", "fingerprint"]
+__all__ = ["cache_dir", "cached", "compiled", "fingerprint", "read_entry", "write_entry"]
 
 T = TypeVar("T")
+
+#: The first bytes of every entry, with the format's version.
+MAGIC = b"symmem-cache 2 "
+#: A first build that takes longer than this says on stderr what it builds.
+ANNOUNCE_AFTER_S = 1.0
 
 
 def cache_dir() -> Path:
@@ -42,72 +55,117 @@ def fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _lattice(cls: type, args: tuple[sympy.Expr, ...]) -> sympy.Expr:
-    """A ``Max`` or ``Min`` rebuilt from its stored arguments as they are.
-
-    Their constructor sorts the arguments even when it does not evaluate, which for the peak's
-    long polynomials costs most of a report's load time; stored ones are sorted already."""
-    obj: sympy.Expr = sympy.Expr.__new__(cls, *args)
-    obj._argset = frozenset(args)
-    return obj
+def entry_path(name: str) -> Path:
+    """The file of the entry ``name`` for this source."""
+    return cache_dir() / f"{name}-{fingerprint()}.json"
 
 
-def _reduce_lattice(expr: sympy.Expr) -> tuple[Callable[..., sympy.Expr], tuple[object, ...]]:
-    return _lattice, (type(expr), expr.args)
-
-
-_DISPATCH = {sympy.Max: _reduce_lattice, sympy.Min: _reduce_lattice}
-
-
-def cached(name: str, build: Callable[[], T]) -> T:
-    """``build()``, or the value a previous process stored under ``name`` for this source."""
-    if os.environ.get("SYMMEM_NO_CACHE") == "1":
-        return build()
-    path = cache_dir() / f"{name}-{fingerprint()}.pickle"
+def read_entry(path: Path) -> Any:
+    """The JSON data of an entry whose hash matches, or ``None`` (missing, corrupt, other)."""
     try:
-        # Stored expressions were built evaluated, so their arguments are already canonical:
-        # rebuilding them without evaluating again gives the same trees, tens of times faster.
-        with open(path, "rb") as handle, sympy.evaluate(False):
-            value: T = pickle.load(handle)
-        return value
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass
-    value = build()
+        raw = path.read_bytes()
+        header, _, body = raw.partition(b"\n")
+        if not header.startswith(MAGIC):
+            return None
+        if hashlib.sha256(body).hexdigest().encode() != header[len(MAGIC) :]:
+            return None
+        return json.loads(body)
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def write_entry(path: Path, data: Any) -> None:
+    """Write ``data`` (JSON-ready) atomically; a cache that cannot be written is no error."""
+    body = json.dumps(data, separators=(",", ":")).encode()
+    header = MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
-            pickler = pickle.Pickler(temporary, protocol=pickle.HIGHEST_PROTOCOL)
-            pickler.dispatch_table = _DISPATCH
-            pickler.dump(value)
-        os.replace(temporary.name, path)
-        for stale in path.parent.glob(f"{name}-*.pickle"):  # entries of older sources
-            if stale != path:
-                stale.unlink(missing_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            tmp.write(header + body)
+        os.replace(tmp.name, path)
     except OSError:  # a read-only home is no reason to fail
-        pass
+        return
+    stem = path.name[: -len(f"-{fingerprint()}.json")]
+    stale = re.compile(re.escape(stem) + r"-[0-9a-f]{16}\.json")
+    for other in path.parent.iterdir():  # the same entry for older sources
+        if other != path and stale.fullmatch(other.name):
+            other.unlink(missing_ok=True)
+
+
+def cached(name: str, build: Callable[[], T], classes: Sequence[type] = ()) -> T:
+    """``build()``, or the value a previous process stored under ``name`` for this source.
+
+    The value may hold SymPy expressions, ints, strings, tuples, lists, dicts and instances
+    of the dataclasses in ``classes``.
+    """
+    if os.environ.get("SYMMEM_NO_CACHE") == "1":
+        return build()
+    path = entry_path(name)
+    data = read_entry(path)
+    if data is not None:
+        try:
+            value: T = decode(data, classes)
+            return value
+        except Exception:  # any entry that cannot be read is built again
+            pass
+    start = time.perf_counter()
+    announced = _announce(name)
+    value = build()
+    if announced is not None:
+        announced.cancel()
+        if time.perf_counter() - start > ANNOUNCE_AFTER_S:
+            print(f"symmem: built {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    try:
+        encoded = encode(value, classes)
+    except TypeError:  # a value the format cannot hold: kept in memory only
+        return value
+    write_entry(path, encoded)
     return value
 
 
+def _announce(name: str) -> Any:
+    """A timer that says on stderr what is being built once that takes over a second."""
+    import threading
+
+    timer = threading.Timer(
+        ANNOUNCE_AFTER_S,
+        lambda: print(
+            f"symmem: building {name} (first use with this cache; later calls read it from "
+            f"{cache_dir()})",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def compiled(source: str, filename: str) -> CodeType:
-    """``compile(source, filename, "exec")``, kept on disk between processes (marshal's format
-    belongs to one Python version, which names the entry): a report's evaluator is hundreds of
-    kilobytes of source."""
+    """``compile(source, filename, "exec")``, its bytecode kept on disk between processes: a
+    report's evaluator is hundreds of kilobytes of source, which takes longer to compile than
+    the rest of a call. The entry is named by the SHA-256 of the Python version and the source
+    (which came from a hash-checked entry or was just generated) and carries the SHA-256 of
+    its bytes; one that does not match is compiled again and replaced."""
     if os.environ.get("SYMMEM_NO_CACHE") == "1":
         return compile(source, filename, "exec")
-    digest = hashlib.sha256(f"{sys.version}\0{filename}\0{source}".encode()).hexdigest()[:24]
+    digest = hashlib.sha256(f"{sys.version}\0{filename}\0{source}".encode()).hexdigest()[:32]
     path = cache_dir() / "code" / f"{digest}.marshal"
     try:
-        code = marshal.loads(path.read_bytes())
-        if isinstance(code, CodeType):
-            return code
+        header, _, body = path.read_bytes().partition(b"\n")
+        if header == MAGIC + hashlib.sha256(body).hexdigest().encode():
+            code = marshal.loads(body)
+            if isinstance(code, CodeType) and code.co_filename == filename:
+                return code
     except (OSError, ValueError, EOFError, TypeError):
         pass
     code = compile(source, filename, "exec")
+    body = marshal.dumps(code)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
-            temporary.write(marshal.dumps(code))
-        os.replace(temporary.name, path)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+            tmp.write(MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        os.replace(tmp.name, path)
     except OSError:
         pass
     return code

@@ -365,15 +365,11 @@ def _solve(args: argparse.Namespace) -> int:
         print(solution)
         if solution.limited_by != "budget":
             print(f"(limited by the {solution.limited_by} {args.max})")
-        if solution.closed_form is not None:
-            print(f"closed form: {args.solve_for} = {solution.closed_form}")
+        if solution.closed_form_text is not None:
+            print(f"closed form: {args.solve_for} = {solution.closed_form_text}")
             print(f"  = {solution.closed_form_value} at this config, M = {solution.budget_bytes}")
         else:
-            why = (
-                "the peak is the largest of several polynomials"
-                if "peak" in solution.quantity or "max_memory_allocated" in solution.quantity
-                else f"memory steps in {args.solve_for} (a padded length)"
-            )
+            why = f"memory steps in {args.solve_for} (a padded length or the allocator's rounding)"
             print(f"no closed form: {why}; the answer was found by exact search")
     return 0
 

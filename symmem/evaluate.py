@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from symmem.cache import compiled
+from symmem.cache import cached, compiled
 from symmem.config import Config
 from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
@@ -82,8 +82,11 @@ def generate(
     *,
     vector: bool = False,
     keys: Sequence[str] | None = None,
+    whole: bool = True,
 ) -> str:
-    """The Python source of :func:`compile_many`'s function (it can be stored and loaded)."""
+    """The Python source of :func:`compile_many`'s function (it can be stored and loaded).
+
+    With ``whole=False`` an output may be a fraction (a ``Fraction``), not only an int."""
     exprs = [sympy.sympify(e) for e in exprs]
     names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
@@ -116,7 +119,7 @@ def generate(
         or any(p.exp.is_negative for p in e.atoms(sympy.Pow))  # D·NKV/NH: whole, as a Fraction
         for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
     )
-    wrap = "_int" if fractions and not vector else ""
+    wrap = "_int" if fractions and not vector and whole else ""
     for i, expr in enumerate(exprs):
         lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector)})")
     if keys is None:
@@ -173,6 +176,28 @@ def upper_bound(expr: sympy.Basic, maxima: dict[sympy.Symbol, int]) -> int:
     raise TypeError(f"no bound for {type(expr).__name__} {expr}")
 
 
+def bound_expr(expr: sympy.Basic) -> sympy.Expr:
+    """An expression in the same symbols whose value, at the largest value of each symbol, is
+    :func:`upper_bound` of ``expr`` (so it can be compiled once and evaluated per sweep)."""
+    if isinstance(expr, sympy.Symbol):
+        return expr
+    if isinstance(expr, sympy.Rational):
+        return sympy.Integer(int(abs(expr)) + 1)
+    if isinstance(expr, sympy.Add):
+        return sympy.Add(*(bound_expr(a) for a in expr.args))
+    if isinstance(expr, sympy.Mul):
+        return sympy.Mul(*(bound_expr(a) for a in expr.args))
+    if isinstance(expr, sympy.Pow) and isinstance(expr.args[1], sympy.Integer):
+        return bound_expr(expr.args[0]) ** max(int(expr.args[1]), 0)
+    if isinstance(expr, (sympy.ceiling, sympy.floor)):
+        return bound_expr(expr.args[0]) + 1
+    if isinstance(expr, sympy.Piecewise):
+        return sympy.Max(*(bound_expr(value) for value, _ in expr.args), evaluate=False)
+    if isinstance(expr, sympy.Max):
+        return sympy.Max(*(bound_expr(a) for a in expr.args), evaluate=False)
+    raise TypeError(f"no bound for {type(expr).__name__} {expr}")
+
+
 class CompiledReport:
     """Every total of a report (and the parameter count) as one integer function.
 
@@ -204,6 +229,8 @@ class CompiledReport:
         self._scalar = compile_many(self._fast, self.args, keys=self.keys)
         self._vector: Callable[..., tuple[Any, ...]] | None = None
         self._by_switches: dict[tuple[bool, ...], Callable[..., dict[str, int]]] = {}
+        self._vectors: dict[tuple[bool, ...], Callable[..., tuple[Any, ...]]] = {}
+        self._bound: Callable[..., tuple[int]] | None = None
 
     def __call__(self, config: Config) -> dict[str, int]:
         """Every total at a complete config."""
@@ -248,6 +275,51 @@ class CompiledReport:
             exprs = [e.xreplace(values) for e in self._fast]
             self._by_switches[key] = compile_many(exprs, self.model.sizes, keys=self.keys)
         return self._by_switches[key]
+
+    def bound(self, maxima: Sequence[int]) -> int:
+        """An upper bound of every total and the parameter count when each argument (sizes
+        then switches) lies in ``[0, maxima[i]]``; its code is generated once and cached."""
+        if self._bound is None:
+            report = self.report
+            gpu = report.platform.gpu
+            where = report.platform.name if gpu is None else f"{report.platform.name}-{gpu.name}"
+            name = (
+                f"bound-{self.model.name}-{where}-{report.attention}-{report.optimizer}-"
+                f"{report.checkpoint}"
+            )
+
+            def build() -> str:
+                bounds = [bound_expr(e) for e in self.exprs]
+                top = sympy.Max(*bounds, evaluate=False) if len(bounds) > 1 else bounds[0]
+                return generate([top], self.args)
+
+            self._bound = load(cached(name, build))
+        result: int = self._bound(*maxima)[0]
+        return result
+
+    def vector_for(self, key: tuple[bool, ...]) -> Callable[..., tuple[Any, ...]]:
+        """The NumPy function of the sizes alone with the switches set to ``key``: each
+        maximum over the step is then one switch combination's pieces, not all of them. Its
+        source is generated once and kept in the disk cache."""
+        function = self._vectors.get(key)
+        if function is None:
+            values = dict(zip(self.model.switches, map(int, key), strict=True))
+            report = self.report
+            gpu = report.platform.gpu
+            where = report.platform.name if gpu is None else f"{report.platform.name}-{gpu.name}"
+            combo = "".join(str(int(v)) for v in key)
+            name = (
+                f"vector-{self.model.name}-{where}-{report.attention}-{report.optimizer}-"
+                f"{report.checkpoint}-{combo}"
+            )
+            sizes = self.model.sizes
+
+            def build() -> str:
+                exprs = [e.xreplace(values) for e in self._fast]
+                return generate(exprs, sizes, vector=True)
+
+            function = self._vectors[key] = load(cached(name, build), vector=True)
+        return function
 
     def vector(self) -> Callable[..., tuple[Any, ...]]:
         """The NumPy version of the same function (compiled on first use)."""

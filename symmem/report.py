@@ -395,6 +395,7 @@ def _build_report(
     parts = cached(
         f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
         lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16, buckets),
+        STORED_CLASSES,
     )
     terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
     return Report(
@@ -417,6 +418,9 @@ def _build_report(
         ddp,
     )
 
+
+#: The dataclasses a report's cache entry holds (:func:`symmem.cache.cached`).
+STORED_CLASSES = (Term, StepRun, StepPhase, Scenario)
 
 _Parts = tuple[
     tuple[Term, ...],

@@ -25,10 +25,9 @@ import sympy
 
 from symmem.config import Config
 from symmem.errors import BudgetError, ConfigError
-from symmem.evaluate import compile_exact
+from symmem.inverse import BUDGET, Inverse, closed_value, inverse
 from symmem.parallel import Layout, RankReport
 from symmem.report import TOTALS, Report, build_report
-from symmem.simplify import paper_form
 from symmem.symbols import FIELDS, LATEX_NAMES, SYMBOLS
 from symmem.units import format_bytes, parse_bytes
 
@@ -44,8 +43,6 @@ __all__ = [
     "quantity_expr",
 ]
 
-#: The budget in closed forms.
-BUDGET = sympy.Symbol("M", positive=True)
 #: Symbols the solver can solve for.
 SOLVABLE = ("B", "S", "L")
 
@@ -66,14 +63,18 @@ class Solution:
         next_value: The next allowed value (``value + multiple_of``).
         bytes_at_next: Memory at ``next_value``: above the budget unless ``limited_by`` is
             ``upper bound``.
-        closed_form: The answer as an expression in the other symbols and ``M``, or ``None``
-            where no closed form exists (a padded length, or a maximum over the step).
+        closed_form: The answer as an expression in the other symbols and ``M``: for a
+            maximum over the step, the ``Min`` over its pieces of each one's largest value;
+            ``None`` where the symbol sits in a step (a padded length, the allocator's
+            rounding), a piece is not a polynomial of degree at most 2 in it, or per rank.
         closed_form_value: The closed form at this config and budget.
         quantity: What must fit: a key of TOTALS or a ``+``-joined sum of them.
         multiple_of: Allowed values are multiples of this.
         limited_by: ``budget`` or ``upper bound``.
         fixed_bytes: The part of the quantity that does not depend on the symbol.
         config: The config with the symbol set to the answer.
+        closed_form_text: ``str(closed_form)`` (built with the report, not per call).
+        closed_form_latex: ``closed_form`` in LaTeX.
     """
 
     symbol: str
@@ -89,6 +90,8 @@ class Solution:
     limited_by: str
     fixed_bytes: int
     config: Config
+    closed_form_text: str | None = None
+    closed_form_latex: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +101,7 @@ class Solution:
             "bytes_at_value": self.bytes_at_value,
             "next_value": self.next_value,
             "bytes_at_next": self.bytes_at_next,
-            "closed_form": None if self.closed_form is None else str(self.closed_form),
+            "closed_form": self.closed_form_text,
             "closed_form_latex": self.latex(),
             "closed_form_value": self.closed_form_value,
             "quantity": self.quantity,
@@ -110,11 +113,9 @@ class Solution:
 
     def latex(self) -> str | None:
         """``symbol = closed form`` in LaTeX, or ``None``."""
-        if self.closed_form is None:
+        if self.closed_form_latex is None:
             return None
-        names = dict(LATEX_NAMES)
-        rhs = sympy.latex(self.closed_form, symbol_names=names)
-        return f"{sympy.latex(SYMBOLS[self.symbol], symbol_names=names)} = {rhs}"
+        return f"{LATEX_NAMES.get(SYMBOLS[self.symbol], self.symbol)} = {self.closed_form_latex}"
 
     def _repr_latex_(self) -> str:
         form = self.latex()
@@ -151,13 +152,30 @@ def largest(
     quantity: str = "max_memory_allocated",
 ) -> Solution:
     """The largest multiple of ``multiple_of`` (at most ``upper``, and at most what the
-    architecture allows: GPT-2's S at most SMAX) for ``symbol`` that fits."""
+    architecture allows: GPT-2's S at most SMAX) for ``symbol`` that fits.
+
+    No symbolic work per call: the quantity's evaluator and closed forms were built once
+    (:mod:`symmem.inverse`) and are read from the disk cache."""
     _check_request(config, symbol, multiple_of, upper)
     upper = bounded_upper(config, symbol, upper)
     budget_bytes = parse_bytes(budget)
     report.kernel_for(config)
-    memory, fixed, closed = _prepared(_key(report), quantity, symbol, multiple_of, config)
+    quantity = _normal_quantity(quantity)
+    switches = tuple(config.switches().items())
+    found = _inverse_for(_key(report), quantity, symbol, switches)
+    names = report.model.size_names
+    position = names.index(symbol)
+    given = config.sizes()
+    sizes = [int(given[n] or 0) for n in names]
+    evaluate = found.memory_function
+
+    def memory(value: int) -> int:
+        sizes[position] = value
+        result: int = evaluate(*sizes)[0]
+        return result
+
     k = multiple_of
+    fixed = memory(0)
     if budget_bytes < fixed:
         raise BudgetError(
             f"nothing fits: the part of {quantity} that does not depend on {symbol} is already "
@@ -170,12 +188,12 @@ def largest(
             f"({format_bytes(memory(k))}) of {quantity}, more than the budget of "
             f"{budget_bytes:,} bytes ({format_bytes(budget_bytes)})"
         )
-    closed_value = None
-    if closed is not None:
-        value_here = closed.xreplace({BUDGET: sympy.Integer(budget_bytes)}).doit()
-        closed_value = int(value_here) if isinstance(value_here, sympy.Integer) else None
+    sizes[position] = k
+    closed, branch = closed_value(found, sizes, budget_bytes)
+    closed_k = None if closed is None else k * (closed // k)
     limit = None if upper is None else upper // k
-    m = _search(memory, budget_bytes, k, limit, closed_value)
+    near = _estimate(memory, budget_bytes, k) if closed_k is None else None
+    m = _search(memory, budget_bytes, k, limit, closed_k, near)
     if m is None:
         raise BudgetError(
             f"{quantity} does not grow with {symbol}: every {symbol} fits; give an upper bound"
@@ -183,6 +201,7 @@ def largest(
     at_bound = limit is not None and m == limit and memory((m + 1) * k) <= budget_bytes
     limited_by = "upper bound" if at_bound else "budget"
     value = m * k
+    form, text, latex = _closed_form(found, branch, k) if closed is not None else (None,) * 3
     return Solution(
         symbol=symbol,
         value=value,
@@ -190,20 +209,64 @@ def largest(
         bytes_at_value=memory(value),
         next_value=value + k,
         bytes_at_next=memory(value + k),
-        closed_form=_closed_symbolic(
-            _key(report),
-            quantity,
-            symbol,
-            k,
-            *_context(report, quantity, symbol, config),
-        ),
-        closed_form_value=closed_value,
+        closed_form=form,
+        closed_form_value=closed_k,
         quantity=quantity,
         multiple_of=k,
         limited_by=limited_by,
         fixed_bytes=fixed,
         config=config.with_(**{symbol: value}),
+        closed_form_text=text,
+        closed_form_latex=latex,
     )
+
+
+def _normal_quantity(quantity: str) -> str:
+    """``quantity`` with its keys checked, written without spaces."""
+    keys = [k.strip() for k in quantity.split("+")]
+    unknown = [k for k in keys if k not in TOTALS]
+    if unknown or not keys:
+        raise ConfigError(
+            f"unknown quantity {quantity!r}: use one of {', '.join(TOTALS)} or a sum like "
+            "'activations+loss'"
+        )
+    return "+".join(keys)
+
+
+@lru_cache(maxsize=256)
+def _inverse_for(
+    key: _Key, quantity: str, symbol: str, switches: tuple[tuple[sympy.Symbol, int], ...]
+) -> Inverse:
+    """What solving ``quantity`` for ``symbol`` needs under these switch values (cached)."""
+    platform, attention, optimizer, gpu, checkpoint, model, loop, accum, amp, ddp = key
+    where = platform if gpu is None else f"{platform}-{gpu}"
+    combo = "".join(str(v) for _, v in switches)
+    run = f"{loop}-k{accum}-{amp}-ddp{ddp}"
+    name = (
+        f"solve-{model}-{where}-{attention}-{optimizer}-{checkpoint}-{run}-"
+        f"{quantity.replace('+', '_')}-{symbol}-{combo}"
+    )
+
+    def expr() -> sympy.Expr:
+        return quantity_expr(build_report(*key), quantity)
+
+    report = build_report(*key)
+    return inverse(name, expr, report.model.sizes, symbol, switches)
+
+
+def _closed_form(
+    found: Inverse, branch: int, k: int
+) -> tuple[sympy.Expr | None, str | None, str | None]:
+    """The closed form of a branch for multiples of ``k``, with its text and LaTeX."""
+    chosen = found.branches[branch]
+    if chosen.form is None or chosen.text is None or chosen.latex is None:
+        return None, None, None
+    if k == 1:
+        return chosen.form, chosen.text, chosen.latex
+    form = sympy.Mul(k, sympy.floor(chosen.form / k, evaluate=False), evaluate=False)
+    text = f"{k}*floor({chosen.text}/{k})"
+    latex = rf"{k} \left\lfloor{{\frac{{{chosen.latex}}}{{{k}}}}}\right\rfloor"
+    return form, text, latex
 
 
 def _check_request(config: Config, symbol: str, multiple_of: int, upper: int | None) -> None:
@@ -232,9 +295,17 @@ def bounded_upper(config: Config, symbol: str, upper: int | None) -> int | None:
 
 
 def _search(
-    memory: Callable[[int], int], budget: int, k: int, limit: int | None, guess: int | None
+    memory: Callable[[int], int],
+    budget: int,
+    k: int,
+    limit: int | None,
+    guess: int | None,
+    near: int | None = None,
 ) -> int | None:
-    """Largest m >= 1 (at most ``limit``) with memory(m*k) <= budget; None if unbounded."""
+    """Largest m >= 1 (at most ``limit``) with memory(m*k) <= budget; None if unbounded.
+
+    ``guess`` is a value that is checked first (a closed form's); ``near`` an estimate the
+    search gallops from (doubling its steps away from it, then bisecting)."""
 
     def fits(m: int) -> bool:
         return memory(m * k) <= budget
@@ -246,6 +317,35 @@ def _search(
         m = guess // k if limit is None else min(guess // k, limit)
         if largest_at(m):
             return m
+    if near is not None and near // k > 1:  # an estimate: gallop from it, then bisect
+        m = near // k if limit is None else min(near // k, limit)
+        if fits(m):
+            low, step = m, 1
+            while True:
+                probe = low + step
+                if limit is not None and probe >= limit:
+                    if fits(limit):
+                        return limit
+                    high = limit
+                    break
+                if probe * k > _MAX_VALUE:
+                    return None
+                if not fits(probe):
+                    high = probe
+                    break
+                low, step = probe, step * 2
+        else:
+            high, step = m, 1
+            while True:
+                probe = high - step
+                if probe <= 1:
+                    low = 1  # the caller checked that the smallest value fits
+                    break
+                if fits(probe):
+                    low = probe
+                    break
+                high, step = probe, step * 2
+        return _bisect(fits, low, high)
     low, high = 1, 2
     while fits(high):
         if limit is not None and high >= limit:
@@ -255,6 +355,11 @@ def _search(
         low, high = high, high * 2
     if limit is not None:
         high = min(high, limit + 1)
+    return _bisect(fits, low, high)
+
+
+def _bisect(fits: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest m in [low, high) that fits, given that ``low`` fits and ``high`` does not."""
     while high - low > 1:
         middle = (low + high) // 2
         if fits(middle):
@@ -262,6 +367,23 @@ def _search(
         else:
             high = middle
     return low
+
+
+def _estimate(memory: Callable[[int], int], budget: int, k: int) -> int | None:
+    """Where the memory meets the budget, by two secant steps from ``k`` and ``16 k``: close
+    for memory nearly linear or quadratic in the size; a start for the search, never the
+    answer."""
+    x0, y0 = k, memory(k)
+    x1 = 16 * k
+    y1 = memory(x1)
+    for _ in range(2):
+        if y1 <= y0:
+            return None
+        x2 = x1 + (budget - y1) * (x1 - x0) // (y1 - y0)
+        if x2 < k or x2 > _MAX_VALUE:
+            return None
+        x0, y0, x1, y1 = x1, y1, x2, memory(x2)
+    return x1
 
 
 def _key(report: Report) -> _Key:
@@ -274,90 +396,6 @@ def _key(report: Report) -> _Key:
     optimizer = report.optimizer
     run = (loop, accum, amp, report.ddp)
     return (platform, report.attention, optimizer, name, checkpoint, model, *run)
-
-
-@lru_cache(maxsize=256)
-def _prepared(
-    key: _Key, quantity: str, symbol: str, multiple_of: int, config: Config
-) -> tuple[Callable[[int], int], int, sympy.Expr | None]:
-    """Compiled memory of the symbol, its fixed part, and the closed form at this config."""
-    report = build_report(*key)
-    values = {s: v for s, v in config.values().items() if s != SYMBOLS[symbol]}
-    expr = quantity_expr(report, quantity).xreplace(values)
-    memory = compile_exact(expr, (SYMBOLS[symbol],))
-    fixed = int(_generic(expr).xreplace({SYMBOLS[symbol]: sympy.Integer(0)}))
-    context = _context(report, quantity, symbol, config)
-    closed = _closed_symbolic(key, quantity, symbol, multiple_of, *context)
-    closed_here = None if closed is None else closed.xreplace(values).doit()
-    return memory, fixed, closed_here
-
-
-def _context(
-    report: Report, quantity: str, symbol: str, config: Config
-) -> tuple[tuple[tuple[sympy.Symbol, int], ...], tuple[int, ...]]:
-    """What a closed form depends on besides the symbols: switch values and Piecewise branches.
-
-    A branch is the first whose condition holds at the config; a condition that depends on the
-    solved symbol counts as false, so the branch is the one for large values of it.
-    """
-    values = {s: v for s, v in config.values().items() if s != SYMBOLS[symbol]}
-    branches = []
-    for piecewise in _piecewises(quantity_expr(report, quantity)):
-        for index, (_, condition) in enumerate(piecewise.args):
-            if condition.xreplace(values) is sympy.true:
-                branches.append(index)
-                break
-    return tuple(config.switches().items()), tuple(branches)
-
-
-def _piecewises(expr: sympy.Expr) -> list[sympy.Piecewise]:
-    return sorted(expr.atoms(sympy.Piecewise), key=str)
-
-
-@lru_cache(maxsize=256)
-def _closed_symbolic(
-    key: _Key,
-    quantity: str,
-    symbol: str,
-    multiple_of: int,
-    switches: tuple[tuple[sympy.Symbol, int], ...],
-    branches: tuple[int, ...],
-) -> sympy.Expr | None:
-    """The closed form, or None where the symbol sits in a step (a padded length) or the
-    quantity is a maximum (the peak).
-
-    The switches take their values and each Piecewise its branch first (see :func:`_context`):
-    which terms exist, and so the degree in the symbol, depends on them.
-    """
-    expr = quantity_expr(build_report(*key), quantity)
-    chosen = dict(zip(_piecewises(expr), branches, strict=True))
-    expr = expr.xreplace({p: p.args[i][0] for p, i in chosen.items()}).xreplace(dict(switches))
-    x = SYMBOLS[symbol]
-    if any(f.has(x) for f in expr.atoms(sympy.ceiling, sympy.floor)) or expr.has(sympy.Max):
-        return None  # a step in the symbol, or a peak (the largest of several polynomials)
-    poly = sympy.Poly(sympy.expand(expr), x)
-    coeffs = [paper_form(c) for c in poly.all_coeffs()]
-    # M - (the part that does not depend on the symbol), kept together as papers write it.
-    left = (
-        sympy.Add(BUDGET, sympy.Mul(-1, coeffs[-1], evaluate=False), evaluate=False)
-        if coeffs[-1] != 0
-        else BUDGET
-    )
-    if poly.degree() == 1:
-        root = left / coeffs[0]
-    elif poly.degree() == 2:
-        a, b, _ = coeffs
-        root = (sympy.sqrt(b**2 + 4 * a * left) - b) / (2 * a)
-    else:
-        return None
-    if multiple_of == 1:
-        return sympy.floor(root)
-    return multiple_of * sympy.floor(root / multiple_of)
-
-
-def _generic(expr: sympy.Expr) -> sympy.Expr:
-    """``expr`` with every Piecewise replaced by its last ("otherwise") branch."""
-    return expr.replace(lambda e: isinstance(e, sympy.Piecewise), lambda e: e.args[-1][0])
 
 
 # -- several GPUs -----------------------------------------------------------------------------

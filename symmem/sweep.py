@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from symmem.config import Config
 from symmem.errors import ConfigError, KernelError
-from symmem.evaluate import upper_bound
 from symmem.symbols import FIELDS
 
 if TYPE_CHECKING:
     import numpy as np
-    import sympy
 
     from symmem.model import Model
     from symmem.parallel import RankReport
@@ -52,22 +50,30 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     arrays = {n: _as_array(model, axes.get(n, defaults.get(n)), n) for n in names}
     arrays = _broadcast(arrays, axes, grid)
     _check(report, arrays)
-    maxima: dict[sympy.Symbol, int] = {
-        s: int(arrays[n].max()) for s, n in zip(model.sizes, model.size_names, strict=True)
-    }
-    maxima |= dict.fromkeys(model.switches, 1)
+    maxima = [int(arrays[n].max()) for n in model.size_names] + [1] * len(model.switches)
     compiled = report.compiled
-    exact = any(upper_bound(e, maxima) > _INT64_MAX for e in compiled.exprs)
+    exact = compiled.bound(maxima) > _INT64_MAX
     dtype = object if exact else np.int64
     out_shape = arrays["B"].shape
     args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
     out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
-    function = compiled.vector()
-    # Chunks small enough to stay in cache make each NumPy operation several times faster.
-    for start in range(0, args[0].size, _CHUNK):
-        results = function(*(a[start : start + _CHUNK] for a in args))
-        for key, value in zip(compiled.keys, results, strict=True):
-            out[key][start : start + _CHUNK] = value
+    count = len(model.size_names)
+    # One switch combination at a time: its own function, with one combination's pieces in
+    # each maximum over the step.
+    combo = np.zeros(args[0].size, dtype=np.int64)
+    for i, switch in enumerate(args[count:]):
+        combo |= np.asarray(switch, dtype=np.int64) << i
+    for code in np.unique(combo).tolist():
+        key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
+        function = compiled.vector_for(key)
+        where = np.flatnonzero(combo == code)
+        sizes = [a[where] for a in args[:count]]
+        # Chunks small enough to stay in cache make each NumPy operation several times faster.
+        for start in range(0, where.size, _CHUNK):
+            results = function(*(a[start : start + _CHUNK] for a in sizes))
+            part = where[start : start + _CHUNK]
+            for name, value in zip(compiled.keys, results, strict=True):
+                out[name][part] = value
     return {key: value.reshape(out_shape) for key, value in out.items()}
 
 

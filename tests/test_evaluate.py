@@ -28,23 +28,36 @@ configs = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def substituted(report, config):
+    """Every total by SymPy substitution into the report's expressions: no generated code."""
+    values = config.values()
+    totals = {k: int(e.xreplace(values)) for k, e in report.totals.items()}
+    return totals, int(report.param_count.xreplace(values))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(report=st.sampled_from(REPORTS), config=configs)
 def test_compiled_equals_symbolic(report, config):
     report = build_report(*report)
     try:
-        exact = report.at(config)
+        report.kernel_for(config)
     except KernelError:
         with pytest.raises(KernelError):
             report.compiled(config)
         return
+    totals, params = substituted(report, config)
     compiled = report.compiled(config)
-    assert {k: compiled[k] for k in exact.totals} == dict(exact.totals)
-    assert compiled["param_count"] == exact.param_count
+    assert {k: compiled[k] for k in totals} == totals
+    assert compiled["param_count"] == params
+    sizes = [getattr(config, n) for n in report.model.size_names]
+    switches = {n: getattr(config, n) for n in report.model.switch_names}
+    fast = report.compiled.totals(*sizes, **switches)
+    assert {k: fast[k] for k in totals} == totals
+    assert dict(report.at(config).totals) == totals
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(report=st.sampled_from(REPORTS), batch=st.lists(configs, min_size=1, max_size=20))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(report=st.sampled_from(REPORTS), batch=st.lists(configs, min_size=1, max_size=12))
 def test_sweep_equals_symbolic(report, batch):
     report = build_report(*report)
     batch = [c for c in batch if (c.amp, c.dropout) in report.kernels]
@@ -54,8 +67,9 @@ def test_sweep_equals_symbolic(report, batch):
     axes = {name: [getattr(c, name) for c in batch] for name in names}
     out = sweep(report, **axes)
     for i, config in enumerate(batch):
-        exact = report.at(config)
-        assert {k: int(out[k][i]) for k in exact.totals} == dict(exact.totals)
+        totals, params = substituted(report, config)
+        assert {k: int(out[k][i]) for k in totals} == totals
+        assert int(out["param_count"][i]) == params
 
 
 def test_sweep_uses_int64_when_safe_and_python_ints_when_not():
