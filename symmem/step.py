@@ -259,6 +259,7 @@ def walk(
     marks: dict[tuple[str, str], sympy.Expr] = {}
     points: list[tuple[str, str, sympy.Expr, str]] = []  # (phase, region, live, what)
     zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
+    deferred = sympy.Integer(0)  # frees of trace.shared storages, due at the next mark
     return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
     names = loop.phases_for(grad_accum, fp16)
@@ -272,6 +273,8 @@ def walk(
             else:
                 region = "block" if what == "block" else "post"
             marks[(phase, what)] = live
+            live -= deferred  # a storage every block saves goes after the last block's backward
+            deferred = sympy.Integer(0)
             continue
         if location != DEVICE:
             continue
@@ -286,6 +289,9 @@ def walk(
             continue
         # A free: where every block's copy goes at once (autocast's cache, zero_grad), L of them.
         freed = nbytes * (L if every and key in in_block else 1)
+        if region == "block" and key in trace.shared:
+            deferred += freed
+            continue
         if phase == _TAIL:
             zero_grad_frees += freed
         elif phase == _RETURN:
@@ -294,6 +300,7 @@ def walk(
             live -= freed
 
     base = _state_bytes(trace, step_location, size) + resident
+    base += sum((size(b.nbytes) for b in trace.buffers), sympy.Integer(0))
     if buckets:
         # DDP with gradient_as_bucket_view=False: the reducer's flat buckets hold a copy of every
         # gradient (fp32, like the parameters) for the life of the module (reducer.cpp,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from symmem.dtypes import DEVICE, HOST, DType
+from symmem.dtypes import DEVICE, FLOAT32, HOST, DType
 from symmem.ops.nodes import NODES
 from symmem.symbols import AMP, BIAS, DROPOUT, SWITCH_DEFAULTS, TIED
 
@@ -341,6 +341,11 @@ class Trace:
             cuBLASLt's workspace (:mod:`symmem.allocator`).
         returned: Tensors the model's output holds besides the logits and the loss (a Hugging
             Face model's key/value cache): alive as long as the caller keeps the output.
+        buffers: The model's buffers that are not parameters (Llama's rotary ``inv_freq``):
+            device memory from the model's construction on, like the parameters.
+        shared: Timeline keys of storages made once per forward outside the blocks and saved
+            by every block (the rotary cos and sin): the traced block's release of them is
+            the last block's, so the step frees them once, after every block.
     """
 
     model: Model
@@ -357,6 +362,11 @@ class Trace:
     hooks: Hooks | None = None
     biased_matmul: bool = False
     returned: list[Tensor] = field(default_factory=list)
+    buffers: list[Storage] = field(default_factory=list)
+    shared: set[int] = field(default_factory=set)
+    _keys: weakref.WeakKeyDictionary[Storage, int] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     _modules: list[str] = field(default_factory=list)
     _order: Iterator[int] = field(default_factory=itertools.count)
     _ids: Iterator[int] = field(default_factory=itertools.count)
@@ -432,6 +442,7 @@ class Trace:
         if self.op:
             what = f"{self.op} ({what})"
         event = (key, storage.nbytes, storage.location, what)
+        self._keys[storage] = key
         self.events.append(("alloc", *event))
         weakref.finalize(storage, self.events.append, ("free", *event))
 
@@ -463,6 +474,20 @@ class Trace:
         """
         out = self.new(tensor.shape, dtype or tensor.dtype)
         return Tensor(out.shape, out.dtype, out.storage, tensor.order, grad_fn=grad_fn)
+
+    def buffer(self, *shape: sympy.Expr | int, dtype: DType = FLOAT32) -> Tensor:
+        """A buffer of the module now running (``register_buffer``): made with the model, alive
+        throughout the step, in no category of saved tensors."""
+        exprs = tuple(sympy.sympify(s) for s in shape)
+        storage = Storage(exprs, dtype, DEVICE, self.module_name, None, "buffer")
+        self.buffers.append(storage)
+        return Tensor(exprs, dtype, storage)
+
+    def share(self, tensor: Tensor) -> None:
+        """Mark ``tensor``'s storage as saved by every block (see :attr:`shared`)."""
+        key = self._keys.get(tensor.storage)
+        if key is not None:
+            self.shared.add(key)
 
     def param(self, name: str, *shape: sympy.Expr | int) -> Tensor:
         """Declare (or look up, for a tied weight) a parameter of the module now running."""

@@ -26,8 +26,12 @@ def rotary_embedding(t: Trace, ids: Tensor, head_dim: sympy.Expr) -> tuple[Tenso
     labelled as terms of the module that makes them (``RotaryEmbedding-cos``, ``-sin``)."""
     s = ids.shape[-1]
     half = head_dim / 2
+    # inv_freq and original_inv_freq (its copy): buffers made with the model (measured).
+    inv_freq = t.buffer(half)
+    t.buffer(half)
     float_ids = t.new((1, 1, s), FLOAT32)  # position_ids[:, None, :].float()
     freqs = t.new((1, half, s), FLOAT32).transpose(1, 2)  # inv_freq @ positions, transposed
+    del inv_freq
     del float_ids
     emb = t.new((1, s, head_dim), FLOAT32)  # torch.cat((freqs, freqs), dim=-1)
     del freqs
@@ -37,6 +41,7 @@ def rotary_embedding(t: Trace, ids: Tensor, head_dim: sympy.Expr) -> tuple[Tenso
         scaled = t.new((1, s, head_dim), FLOAT32)  # * attention_scaling
         del raw
         t.label(scaled, f"RotaryEmbedding-{name}", "activations")
+        t.share(scaled)  # saved by every layer's apply_rotary_pos_emb
         made.append(scaled)
     del emb
     return made[0], made[1]
