@@ -135,9 +135,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--amp-dtype",
         choices=AMP_DTYPES,
-        default="bf16",
+        default=None,
         help="autocast's dtype with --amp: bf16 or fp16 (the same bytes; the nanogpt loop then "
-        "runs a GradScaler, as nanoGPT does)",
+        "runs a GradScaler, as nanoGPT does). Default bf16, or fp16 with a --gpu that has no "
+        "bfloat16 kernels (t4, v100)",
     )
     parser.add_argument(
         "--allocator",
@@ -520,7 +521,7 @@ def _validate(args: argparse.Namespace) -> int:
         plot=args.plot,
         loop=args.loop,
         grad_accum=args.grad_accum,
-        amp_dtype=args.amp_dtype,
+        amp_dtype=args.amp_dtype or ("fp16" if args.gpu and not get_gpu(args.gpu).bf16 else "bf16"),
     )
 
 

@@ -122,8 +122,17 @@ class GPU:
             return "check_prefer_cudnn_attention puts cuDNN first on sm90 and sm100"
         return "its default order: cuDNN goes first on sm90 and sm100 only"
 
-    def limit(self, kernel: str, *, amp: bool, dropout: bool, default: bool) -> str | None:
-        """Why ``kernel`` does not run on this GPU with these switches, or ``None``.
+    @property
+    def bf16(self) -> bool:
+        """Whether its fused attention kernels take bfloat16 (sm80 on); nanoGPT's ``train.py``
+        autocasts to float16 where they do not."""
+        return self.capability >= (8, 0)
+
+    def limit(
+        self, kernel: str, *, amp: bool, dropout: bool, default: bool, bf16: bool = True
+    ) -> str | None:
+        """Why ``kernel`` does not run on this GPU with these switches, or ``None``
+        (``bf16``: autocast computes in bfloat16, else float16).
 
         ``default`` says whether PyTorch is choosing (``--attention default``): then cuDNN is
         skipped with dropout (:data:`ASSUMED_DROPOUT` is no multiple of 1/16). A kernel asked for
@@ -136,7 +145,7 @@ class GPU:
                     f"runs on sm{low[0]}{low[1]} to sm{high[0]}{high[1]} only ({check}), "
                     f"and {self.name} is {self.sm}"
                 )
-        if amp and self.capability < (8, 0) and kernel != "math":
+        if amp and bf16 and not self.bf16 and kernel != "math":
             # can_use_mem_efficient_attention: below sm80 it takes fp16 and fp32, not bf16.
             return f"takes no bfloat16 below sm80, and {self.name} is {self.sm}"
         if default and dropout and kernel == "cudnn" and (ASSUMED_DROPOUT * 16).denominator != 1:

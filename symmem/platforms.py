@@ -138,6 +138,11 @@ class Platform:
     wrapped: str = DEVICE
 
     @property
+    def bf16(self) -> bool:
+        """Whether autocast computes in bfloat16 here (else float16)."""
+        return self.half.name == "bfloat16"
+
+    @property
     def where(self) -> str:
         """The platform's name, with the GPU's where one is given (``cuda (h200, sm90)``)."""
         return self.name if self.gpu is None else f"{self.name} ({self.gpu.name}, {self.gpu.sm})"
@@ -166,7 +171,9 @@ class Platform:
         kernel = self.kernels[requested]
         limit = None
         if self.gpu is not None:
-            limit = self.gpu.limit(requested, amp=amp, dropout=dropout, default=False)
+            limit = self.gpu.limit(
+                requested, amp=amp, dropout=dropout, default=False, bf16=self.bf16
+            )
         reason = kernel.refuses(amp=amp, dropout=dropout)
         if limit is not None:
             reason = f"{requested} attention {limit}"
@@ -185,8 +192,12 @@ class Platform:
         then what the kernel cannot, then the GPU's skips when PyTorch chooses."""
         limits = [self.kernels[name].limit(amp=amp, dropout=dropout)]
         if self.gpu is not None:
-            limits.insert(0, self.gpu.limit(name, amp=amp, dropout=dropout, default=False))
-            limits.append(self.gpu.limit(name, amp=amp, dropout=dropout, default=default))
+            limits.insert(
+                0, self.gpu.limit(name, amp=amp, dropout=dropout, default=False, bf16=self.bf16)
+            )
+            limits.append(
+                self.gpu.limit(name, amp=amp, dropout=dropout, default=default, bf16=self.bf16)
+            )
         return next((limit for limit in limits if limit is not None), None)
 
     def _reason(self, chosen: str, skipped: list[str], *, amp: bool, dropout: bool) -> str:

@@ -26,6 +26,7 @@ from symmem.config import Config
 from symmem.dtypes import FLOAT16
 from symmem.errors import ConfigError, KernelError
 from symmem.evaluate import CompiledReport, generate, load
+from symmem.gpus import get_gpu
 from symmem.kinds import CATEGORIES, TOTALS
 from symmem.loops import AMP_DTYPES, Loop, get_loop
 from symmem.loops import NANOGPT as NANOGPT_LOOP
@@ -330,7 +331,7 @@ def build_report(
     model: str | Model = "nanogpt",
     loop: str | Loop | None = None,
     grad_accum: int = 1,
-    amp_dtype: str = "bf16",
+    amp_dtype: str | None = None,
     ddp: int = 1,
 ) -> Report:
     """The report of ``model`` (an architecture's name or :class:`Model`) on ``platform`` with
@@ -340,8 +341,9 @@ def build_report(
     which kernels can run), with activation checkpointing ``checkpoint`` (``none``, ``full`` or
     ``selective``: :mod:`symmem.ops.checkpoint`), its peak that of a step of ``loop`` (a
     :mod:`symmem.loops` name or value; ``None``: the architecture's own, ``model.loop``) with
-    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``) with AMP,
-    in each of ``ddp`` processes of ``DistributedDataParallel`` (1: without it).
+    ``grad_accum`` micro-steps, under ``amp_dtype`` autocast (``bf16`` or ``fp16``; ``None``:
+    bf16, or fp16 on a GPU preset without bfloat16 kernels, as nanoGPT's ``train.py`` picks)
+    with AMP, in each of ``ddp`` processes of ``DistributedDataParallel`` (1: without it).
 
     Built once per process, and kept on disk between processes (:mod:`symmem.cache`).
 
@@ -353,6 +355,8 @@ def build_report(
     arch = get_model(model)
     chosen = get_loop(arch.loop if loop is None else loop)
     chosen.check(grad_accum)
+    if amp_dtype is None:
+        amp_dtype = "bf16" if gpu is None or get_gpu(gpu).bf16 else "fp16"
     if amp_dtype not in AMP_DTYPES:
         raise ConfigError(f"--amp-dtype must be one of {', '.join(AMP_DTYPES)}, not {amp_dtype!r}")
     if isinstance(ddp, bool) or not isinstance(ddp, int) or ddp < 1:

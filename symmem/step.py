@@ -257,9 +257,12 @@ def walk(
     phase, region, every = "", "", False
     in_block: set[int] = set()  # storages allocated inside a block (one of L copies)
     marks: dict[tuple[str, str], sympy.Expr] = {}
-    points: list[tuple[str, str, sympy.Expr, str]] = []  # (phase, region, live, what)
+    # (phase, region, live, what, shared storages freed so far in the block region)
+    points: list[tuple[str, str, sympy.Expr, str, sympy.Expr]] = []
     zero_grad_frees = sympy.Integer(0)  # the gradients, freed by zero_grad
-    deferred = sympy.Integer(0)  # frees of trace.shared storages, due at the next mark
+    # Frees of storages every block saves (trace.shared), by phase: the traced block's frees
+    # are those of the last block to run; the others and the first keep them.
+    shared: dict[str, sympy.Expr] = {}
     return_frees = sympy.Integer(0)  # the step function's locals, freed when it returns
     events = trace.events
     names = loop.phases_for(grad_accum, fp16)
@@ -273,8 +276,6 @@ def walk(
             else:
                 region = "block" if what == "block" else "post"
             marks[(phase, what)] = live
-            live -= deferred  # a storage every block saves goes after the last block's backward
-            deferred = sympy.Integer(0)
             continue
         if location != DEVICE:
             continue
@@ -285,13 +286,14 @@ def walk(
                 in_block.add(key)
             following = events[i + 1][0] if i + 1 < len(events) else "end"
             if following != "alloc":
-                points.append((phase, region, live, what))
+                kept = shared.get(phase, sympy.Integer(0)) if region == "block" else 0
+                points.append((phase, region, live, what, sympy.sympify(kept)))
             continue
         # A free: where every block's copy goes at once (autocast's cache, zero_grad), L of them.
         freed = nbytes * (L if every and key in in_block else 1)
         if region == "block" and key in trace.shared:
-            deferred += freed
-            continue
+            # Saved by every block: only the last block to run in backward frees it.
+            shared[phase] = shared.get(phase, sympy.Integer(0)) + freed
         if phase == _TAIL:
             zero_grad_frees += freed
         elif phase == _RETURN:
@@ -315,13 +317,23 @@ def walk(
     carry = sympy.Integer(0)
     for suffix in _suffixes(grad_accum):
         forward, batch, back = ("forward" + suffix, "next_batch" + suffix, "backward" + suffix)
+        zero = sympy.Integer(0)
         f = others * (marks[(forward, "/block")] - marks[(forward, "block")])
-        b = others * (marks[(back, "/block")] - marks[(back, "block")])
+        f += others * shared.get(forward, zero)
+        b = others * (marks[(back, "/block")] - marks[(back, "block")] + shared.get(back, zero))
         table[forward] = {"pre": [carry], "block": [carry, carry + f], "post": [carry + f]}
         table[batch] = {"pre": [carry + f]}
         table[back] = {"pre": [carry + f], "block": [carry + f, carry + f + b]}
         table[back]["post"] = [carry + f + b]
         carry += f + b
+
+    def first(kept: sympy.Expr) -> sympy.Expr:
+        """What the first block to run in backward still holds of the storages every block
+        saves, which the traced (last) block has freed: ``kept`` when L >= 2, 0 when the first
+        block is the last (``Max(0, kept·(2 - L))`` is ``kept`` at L = 1 and 0 from L = 2)."""
+        if kept == 0:
+            return kept
+        return kept - sympy.Max(0, kept * (2 - L))
 
     def shifts(phase: str, region: str) -> list[sympy.Expr]:
         return table[phase][region] if phase in table else [carry]
@@ -334,10 +346,10 @@ def walk(
     found_by: dict[str, StepPhase] = {}
     for name, start, end in zip(traced, starts, starts[1:], strict=False):
         found = [
-            (sympy.expand(base + value + shift), what)
-            for p, region, value, what in points
+            (sympy.expand(base + value + shift + (first(kept) if i == 0 else 0)), what)
+            for p, region, value, what, kept in points
             if p == name
-            for shift in shifts(p, region)
+            for i, shift in enumerate(shifts(p, region))
         ]
         found_by[name] = StepPhase(name, start, end, prune([(start, "start"), *found]))
     after = starts[-1]

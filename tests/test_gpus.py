@@ -214,3 +214,14 @@ def test_cache_entries_are_per_gpu(tmp_path, monkeypatch):
     names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir())
     assert names == ["report-nanogpt-cuda-default-fused", "report-nanogpt-cuda-h200-default-fused"]
     assert plain.kernels[(True, False)] == "efficient" and h200.kernels[(True, False)] == "cudnn"
+
+
+def test_a_gpu_without_bfloat16_kernels_autocasts_to_float16():
+    """nanoGPT's train.py autocasts to float16 where bfloat16 is not supported: a T4 (sm75)
+    preset defaults to fp16, where the memory-efficient kernel runs; asked for bf16, only the
+    math path can."""
+    config = Config.notebook()
+    t4 = build_report("cuda", gpu="t4")
+    assert t4.amp_dtype == "fp16" and t4.kernel_for(config) == "efficient"
+    assert build_report("cuda", gpu="t4", amp_dtype="bf16").kernel_for(config) == "math"
+    assert build_report("cuda", gpu="h100-80gb").amp_dtype == "bf16"
