@@ -220,9 +220,10 @@ for name in gpus:
     print(f"{name:10} {format_bytes(budget):>10} {kernel:>7} {b.value:>10} {s.value:>10}")
 """),
     md("""
-The peak is the largest of several polynomials in B, one per moment of the step that can hold
-it, so it has no closed form: `closed_form` is `None`, and the answer comes from an exact
-search. On the H100, B = 85:
+`max_memory_allocated` rounds every allocation up to whole blocks of the caching allocator, so
+it steps in B and has no closed form: `closed_form` is `None`, and the answer comes from an
+exact search (two secant steps, then galloping and bisection), checked as every answer is: B
+fits, B + 1 does not. On the H100, B = 85:
 """),
     py("""
 h100, budget = reports["h100-80gb"], budgets["h100-80gb"]
@@ -266,6 +267,38 @@ parameters grow with S too (the position embedding has S rows).
     py("""
 sequence_plot(reports["rtx-4090"], Config(B=8, **model), budget=budgets["rtx-4090"], multiple_of=64)
 plt.show()
+"""),
+    md("""
+## Published models through Hugging Face transformers
+
+The same question for models people train with transformers, each built from the op rules of
+its own class (`symmem.model`) with its published sizes (`symmem.presets`): GPT-2 small as
+`GPT2LMHeadModel`, Qwen2.5 0.5B and Llama 3.2 1B; bf16 autocast, S = 1024, the plain training
+loop (`zero_grad`, forward, backward, `AdamW(model.parameters())` with PyTorch's default
+implementation), on three GPUs: the largest B whose `max_memory_allocated` fits the budget,
+the same number `largest` returns. "none" means that not even B = 1 fits: the fp32
+parameters, gradients and AdamW state of Llama 3.2 1B alone take 16 bytes per parameter.
+"""),
+    py("""
+from symmem.presets import preset
+
+def largest_batch(report, config, budget):
+    # The largest B whose max_memory_allocated fits, counting up (memory grows with B).
+    b = 0
+    while report.at(config.with_(B=b + 1)).totals["max_memory_allocated"] <= budget:
+        b += 1
+    return b or "none"
+
+
+published = {"gpt2": "gpt2", "qwen2.5-0.5b": "qwen2", "llama-3.2-1b": "llama"}
+three = ("rtx-4090", "a100-40gb", "h100-80gb")
+print(f"{'model':14} {'parameters':>14} " + " ".join(f"{g:>10}" for g in three))
+for name, arch in published.items():
+    config = preset(name).config(arch, B=1, S=1024, amp=True)
+    reports3 = {gpu: build_report("cuda", gpu=gpu, model=arch) for gpu in three}
+    cells = [largest_batch(reports3[g], config, gpu_budget(get_gpu(g))) for g in three]
+    count = reports3[three[0]].at(config).param_count
+    print(f"{name:14} {count:>14,} " + " ".join(f"{c:>10}" for c in cells))
 """),
 ]
 

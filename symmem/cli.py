@@ -138,7 +138,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="autocast's dtype with --amp: bf16 or fp16 (the same bytes; the nanogpt loop then "
         "runs a GradScaler, as nanoGPT does). Default bf16, or fp16 with a --gpu that has no "
-        "bfloat16 kernels (t4, v100)",
+        "bfloat16 kernels (below sm80: t4)",
     )
     parser.add_argument(
         "--allocator",

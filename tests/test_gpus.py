@@ -90,7 +90,7 @@ def test_priority_order(gpu, order):
         ("rtx-4090", True, False, "flash"),
         ("l4", True, True, "flash"),
         ("l4", False, False, "efficient"),
-        ("t4", True, True, "math"),  # no flash below sm80, no bf16 in efficient below sm80
+        ("t4", True, True, "efficient"),  # no flash below sm80; autocast in fp16 there
         ("t4", False, True, "efficient"),
     ],
 )
@@ -122,7 +122,7 @@ def test_kernel_reasons():
     assert "cudnn skipped: runs dropout only at multiples of 1/16 (check_cudnn_dropout)" in (
         h200.kernel_reason(SMALL.with_(amp=True, dropout=True))
     )
-    t4 = build_report("cuda", gpu="t4").kernel_reason(SMALL.with_(amp=True))
+    t4 = build_report("cuda", gpu="t4", amp_dtype="bf16").kernel_reason(SMALL.with_(amp=True))
     assert "flash skipped: runs on sm80 to sm121 only" in t4
     assert "efficient skipped: takes no bfloat16 below sm80" in t4
     assert build_report("cuda", "cudnn", gpu="h200").kernel_reason(SMALL.with_(amp=True)) == (
@@ -157,16 +157,16 @@ def test_without_a_gpu_default_stays_the_notebook_order():
             "flash",
             True,
             "flash attention runs on sm80 to sm121 only (check_flash_attention_hardware_support), "
-            "and t4 is sm75 (allowed on t4 in bfloat16 autocast: default, math)",
+            "and t4 is sm75 (allowed on t4 in float16 autocast: default, efficient, math)",
         ),
         (
             # No precision runs it, so the report refuses it as it is built: the first case it
-            # tries is bf16 autocast.
+            # tries is autocast (fp16, the t4's default).
             "t4",
             "cudnn",
             False,
             "cudnn attention runs on sm80 to sm121 only (check_cudnn_hardware_support), and t4 is "
-            "sm75 (allowed on t4 in bfloat16 autocast: default, math)",
+            "sm75 (allowed on t4 in float16 autocast: default, efficient, math)",
         ),
         (
             "h200",
