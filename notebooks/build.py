@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -273,14 +274,15 @@ plt.show()
 
 The same question for models people train with transformers, each built from the op rules of
 its own class (`symmem.model`) with its published sizes (`symmem.presets`): GPT-2 small as
-`GPT2LMHeadModel`, Qwen2.5 0.5B and Llama 3.2 1B; bf16 autocast, S = 1024, the plain training
+`GPT2LMHeadModel`, `qwen2.5-0.5b` and `llama-3.2-1b`; bf16 autocast, S = 1024, the plain training
 loop (`zero_grad`, forward, backward, `AdamW(model.parameters())` with PyTorch's default
 implementation), on three GPUs: the largest B whose `max_memory_allocated` fits the budget,
 the same number `largest` returns. "none" means that not even B = 1 fits: the fp32
-parameters, gradients and AdamW state of Llama 3.2 1B alone take 16 bytes per parameter.
+parameters, gradients and AdamW state of `llama-3.2-1b` alone take 16 bytes per parameter.
 """),
     py("""
 from symmem.presets import preset
+
 
 def largest_batch(report, config, budget):
     # The largest B whose max_memory_allocated fits, counting up (memory grows with B).
@@ -396,12 +398,29 @@ def execute(nb: nbformat.NotebookNode, *, cwd: Path = HERE) -> nbformat.Notebook
     client = NotebookClient(
         nb,
         kernel_name="python3",
-        timeout=600,
+        timeout=1800,  # a cell that builds reports on a cold cache takes minutes
         record_timing=False,
         resources={"metadata": {"path": str(cwd)}},
     )
     client.execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in map(_without_build_notes, cell.outputs) if o is not None]
     return nb
+
+
+def _without_build_notes(output: Any) -> Any:
+    """An output without the lines symmem's disk cache writes to stderr while it builds a
+    report for the first time (they depend on the cache, not on the notebook); ``None`` if
+    nothing else is left."""
+    if output.output_type != "stream" or output.name != "stderr":
+        return output
+    lines = output.text.splitlines(keepends=True)
+    kept = "".join(line for line in lines if not line.startswith("symmem: buil"))
+    if not kept:
+        return None
+    output.text = kept
+    return output
 
 
 def main(names: list[str]) -> int:
