@@ -39,3 +39,12 @@ class MeasurementError(SymmemError, RuntimeError):
 class OutputError(SymmemError, OSError):
     """A file cannot be written where asked, or a tool that writes it (pdflatex) is missing or
     fails."""
+
+
+def unknown(kind: str, name: object, known: list[str]) -> ConfigError:
+    """The error for a name that is not one of ``known``: the closest, then every one."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return ConfigError(f"unknown {kind} {name!r} ({hint}known: {', '.join(known)})")

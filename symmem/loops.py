@@ -19,12 +19,11 @@ symmem.errors.ConfigError: unknown loop 'nanogtp' (did you mean nanogpt? known: 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from symmem.errors import ConfigError
+from symmem.errors import ConfigError, unknown
 
 __all__ = ["AMP_DTYPES", "LOOPS", "Loop", "get_loop"]
 
@@ -177,6 +176,4 @@ def get_loop(name: str | Loop) -> Loop:
         return LOOPS[name]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(name), list(LOOPS), n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise ConfigError(f"unknown loop {name!r} ({hint}known: {', '.join(LOOPS)})")
+    raise unknown("loop", name, list(LOOPS))

@@ -10,11 +10,10 @@ symmem.errors.ConfigError: unknown architecture 'nanogtp' (did you mean nanogpt?
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from symmem.errors import ConfigError
+from symmem.errors import unknown
 from symmem.model.gpt2 import GPT2
 from symmem.model.llama import LLAMA, MISTRAL, QWEN2
 from symmem.model.nanogpt import NANOGPT
@@ -37,6 +36,4 @@ def get_model(name: str | Model) -> Model:
         return MODELS[name]
     except (KeyError, TypeError):
         pass
-    close = difflib.get_close_matches(str(name), list(MODELS), n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise ConfigError(f"unknown architecture {name!r} ({hint}known: {', '.join(MODELS)})")
+    raise unknown("architecture", name, list(MODELS))
