@@ -86,8 +86,8 @@ def write_entry(path: Path, data: Any) -> None:
     except OSError:  # a read-only home is no reason to fail
         return
     stem = path.name[: -len(f"-{fingerprint()}.json")]
-    stale = re.compile(re.escape(stem) + r"-[0-9a-f]{16}\.json")
-    for other in path.parent.iterdir():  # the same entry for older sources
+    stale = re.compile(re.escape(stem) + r"-[0-9a-f]{16}\.(json|pickle)")
+    for other in path.parent.iterdir():  # the same entry for older sources (and formats)
         if other != path and stale.fullmatch(other.name):
             other.unlink(missing_ok=True)
 

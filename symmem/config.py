@@ -6,6 +6,7 @@ solvers and the LaTeX renderers need. Evaluating bytes needs every size the arch
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +77,10 @@ class Config:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            value = int(value)  # a NumPy integer, say, is kept as a Python int
+            object.__setattr__(self, name, value)
             if value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         for name in SWITCH_NAMES:

@@ -13,7 +13,9 @@ config evaluates in microseconds and stays exact at any size (float64 would roun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +27,90 @@ from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
 
 if TYPE_CHECKING:
+    from symmem.model import Model
     from symmem.report import Report
 
 __all__ = [
     "CompiledReport",
     "compile_exact",
     "compile_many",
+    "exact_value",
     "generate",
     "load",
     "output",
     "upper_bound",
 ]
+
+
+def exact_value(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> int | Fraction | bool:
+    """``expr`` at ``values`` by walking its tree in integer (and Fraction) arithmetic: what
+    ``int(expr.xreplace(values))`` gives, without SymPy rebuilding and re-canonicalising every
+    sum and product on the way (tens of times slower), for a value needed once.
+
+    >>> from symmem.symbols import B, S
+    >>> exact_value(B * sympy.ceiling(S / 32) * 128 + 7, {B: 3, S: 33})
+    775
+    """
+    memo: dict[sympy.Basic, Any] = {}
+
+    def walk(e: sympy.Basic) -> Any:
+        found = memo.get(e)
+        if found is not None:
+            return found
+        if isinstance(e, sympy.Symbol):
+            if e not in values:
+                raise TypeError(f"no value for symbol {e}")
+            result: Any = int(values[e])
+        elif isinstance(e, sympy.Integer):
+            result = int(e)
+        elif isinstance(e, sympy.Rational):
+            result = Fraction(int(e.p), int(e.q))
+        elif e is sympy.true or e is sympy.false:
+            result = bool(e)
+        elif isinstance(e, sympy.Add):
+            result = sum(walk(a) for a in e.args)
+        elif isinstance(e, sympy.Mul):
+            result = 1
+            for a in e.args:
+                result *= walk(a)
+        elif isinstance(e, sympy.Pow) and isinstance(e.args[1], sympy.Integer):
+            result = Fraction(walk(e.args[0])) ** int(e.args[1])
+        elif isinstance(e, sympy.ceiling):
+            result = math.ceil(walk(e.args[0]))
+        elif isinstance(e, sympy.floor):
+            result = math.floor(walk(e.args[0]))
+        elif isinstance(e, (sympy.Max, sympy.Min)):
+            pick = max if isinstance(e, sympy.Max) else min
+            result = pick(walk(a) for a in e.args)
+        elif isinstance(e, sympy.Piecewise):
+            result = next(walk(v) for v, c in e.args if walk(c))
+        elif isinstance(e, sympy.Rel) and type(e) in _RELATIONS:
+            result = _RELATIONS[type(e)](walk(e.args[0]), walk(e.args[1]))
+        elif isinstance(e, sympy.And):
+            result = all(walk(a) for a in e.args)
+        elif isinstance(e, sympy.Or):
+            result = any(walk(a) for a in e.args)
+        elif isinstance(e, sympy.Not):
+            result = not walk(e.args[0])
+        else:
+            raise TypeError(f"cannot evaluate {type(e).__name__} {e} exactly")
+        if isinstance(result, Fraction) and result.denominator == 1:
+            result = result.numerator
+        memo[e] = result
+        return result
+
+    value: int | Fraction | bool = walk(sympy.sympify(expr))
+    return value
+
+
+_RELATIONS: dict[type, Callable[[Any, Any], bool]] = {
+    sympy.Eq: operator.eq,
+    sympy.Ne: operator.ne,
+    sympy.Le: operator.le,
+    sympy.Lt: operator.lt,
+    sympy.Ge: operator.ge,
+    sympy.Gt: operator.gt,
+}
 
 
 def compile_exact(expr: sympy.Expr, args: Sequence[sympy.Symbol]) -> Callable[..., int]:
@@ -83,10 +158,12 @@ def generate(
     vector: bool = False,
     keys: Sequence[str] | None = None,
     whole: bool = True,
+    guard: str | None = None,
 ) -> str:
     """The Python source of :func:`compile_many`'s function (it can be stored and loaded).
 
-    With ``whole=False`` an output may be a fraction (a ``Fraction``), not only an int."""
+    With ``whole=False`` an output may be a fraction (a ``Fraction``), not only an int. With a
+    ``guard`` (a condition on ``a0, a1, ...``) the function returns ``None`` where it fails."""
     exprs = [sympy.sympify(e) for e in exprs]
     names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
@@ -98,10 +175,14 @@ def generate(
         if not any(str(s).startswith("_out") for s in e.free_symbols) and not e.has(sympy.Max)
     ]
     temporaries, reduced = sympy.cse([exprs[i] for i in base], optimizations=None)
-    lines = []
+    lines = [] if guard is None else [f"if not ({guard}):", "    return None"]
+    full: dict[sympy.Basic, sympy.Basic] = {}
     for i, (symbol, value) in enumerate(temporaries):
         lines.append(f"t{i} = {_code(value, names, vector)}")
         names[symbol] = f"t{i}"
+        # The same value met again in a rounded size or a maximum's term reuses it.
+        full[symbol] = value.xreplace(full)
+        names.setdefault(full[symbol], f"t{i}")
     bodies = dict(zip(base, reduced, strict=True))
     # In a Max the candidates repeat the same divisions (a rounded size, a padded length):
     # each distinct ceiling or floor is computed once, inner ones first.
@@ -114,11 +195,11 @@ def generate(
                 lines.append(f"q{hoisted} = {_code(atom, names, vector)}")
                 names[atom] = f"q{hoisted}"
                 hoisted += 1
-    fractions = any(
-        (e.atoms(sympy.Rational) - e.atoms(sympy.Integer))
-        or any(p.exp.is_negative for p in e.atoms(sympy.Pow))  # D·NKV/NH: whole, as a Fraction
-        for e in [*bodies.values(), *(v for _, v in temporaries), *exprs]
-    )
+    # Each maximum over a step's points, innermost first, along its difference tree.
+    maxima = [m for i, e in enumerate(exprs) if i not in bodies for m in e.atoms(sympy.Max)]
+    for number, found in enumerate(sorted(dict.fromkeys(maxima), key=sympy.count_ops)):
+        lines += _max_lines(found, names, vector, f"m{number}")
+    fractions = any(_fraction(e) for e in [*bodies.values(), *(v for _, v in temporaries), *exprs])
     wrap = "_int" if fractions and not vector and whole else ""
     for i, expr in enumerate(exprs):
         lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector)})")
@@ -131,6 +212,116 @@ def generate(
         + "".join(f"    {line}\n" for line in lines)
         + f"    return {result}\n"
     )
+
+
+def _fraction(expr: sympy.Basic) -> bool:
+    """Whether the code of ``expr`` can compute a ``Fraction``: a rational number or a negative
+    power (D·NKV/NH: whole, as a Fraction) outside a ceiling or floor, whose code divides
+    integers."""
+    if isinstance(expr, (sympy.ceiling, sympy.floor)):
+        return False
+    if isinstance(expr, sympy.Rational):
+        return not isinstance(expr, sympy.Integer)
+    if isinstance(expr, sympy.Pow) and expr.exp.is_negative:
+        return True
+    return any(_fraction(a) for a in expr.args)
+
+
+def _guard(model: Model) -> str:
+    """The condition, on the evaluator's arguments ``a0, a1, ...`` (the model's sizes), that
+    they are whole numbers (``int`` itself), positive, divide and stay within bounds where the
+    model says so: the fast path's check (its limits are checked beside it)."""
+    index = {s: i for i, s in enumerate(model.sizes)}
+    parts = [f"type(a{i}) is int" for i in index.values()]
+    parts += [f"a{i} > 0" for i in index.values()]
+    parts += [f"a{index[b]} % a{index[a]} == 0" for a, b in model.divides]
+    parts += [f"a{index[a]} <= a{index[b]}" for a, b in model.bounds]
+    return " and ".join(parts)
+
+
+def _max_lines(
+    found: sympy.Max, names: dict[sympy.Basic, str], vector: bool, name: str
+) -> list[str]:
+    """Lines that compute ``found`` into ``name``, a maximum over the live bytes at the points
+    of a training step. Neighbouring points differ by a few tensors, so each piece is computed
+    from the one it differs least from (a minimum spanning tree over the number of differing
+    terms, Prim's algorithm from the empty sum), and only the first from scratch: the same
+    exact sums, in a fraction of the operations."""
+    pieces = [_terms(p) for p in found.args]
+    # Sizes rounded to the allocator's blocks: every coefficient a multiple of 512. The
+    # maximum of the sums divided by their common factor, times it, is the same number.
+    coefficients = [c for piece in pieces for c in piece.values()]
+    factor = 1
+    if coefficients and all(isinstance(c, sympy.Integer) for c in coefficients):
+        factor = math.gcd(*(int(c) for c in coefficients))
+        pieces = [{r: c / factor for r, c in piece.items()} for piece in pieces]
+    empty: dict[sympy.Basic, sympy.Number] = {}
+    parent = [-1] * len(pieces)
+    cost = [len(p) for p in pieces]
+    left = set(range(len(pieces)))
+    order = []
+    while left:
+        i = min(left, key=lambda j: (cost[j], j))
+        left.remove(i)
+        order.append(i)
+        for j in left:
+            d = len(_difference(pieces[j], pieces[i]))
+            if d < cost[j]:
+                cost[j], parent[j] = d, i
+    # A product used by more than one difference is computed once.
+    diffs = {
+        i: _difference(pieces[i], pieces[parent[i]] if parent[i] >= 0 else empty) for i in order
+    }
+    uses: dict[sympy.Basic, int] = {}
+    for diff in diffs.values():
+        for rest in diff:
+            if rest != 1:
+                uses[rest] = uses.get(rest, 0) + 1
+    lines = []
+    for k, rest in enumerate(r for r, n in uses.items() if n > 1 and r not in names):
+        lines.append(f"{name}_u{k} = {_code(rest, names, vector)}")
+        names[rest] = f"{name}_u{k}"
+    for i in order:
+        code = f"{name}_{parent[i]}" if parent[i] >= 0 else ""
+        # Positive terms first, so that a piece computed from scratch starts with one.
+        for rest, coefficient in sorted(
+            diffs[i].items(), key=lambda item: bool(item[1].is_negative)
+        ):
+            sign, size = ("-", -coefficient) if coefficient.is_negative else ("+", coefficient)
+            term = _code(size, names) if rest == 1 else _code(rest, names, vector)
+            if rest != 1 and size != 1:
+                term = f"{_code(size, names)} * {term}"
+            code = f"{code} {sign} {term}" if code else (term if sign == "+" else f"-{term}")
+        lines.append(f"{name}_{i} = ({code or '0'})")
+    values = [f"{name}_{i}" for i in range(len(pieces))]
+    scale = "" if factor == 1 else f"{factor} * "
+    if vector:
+        out = values[0]
+        for value in values[1:]:
+            out = f"_maximum({out}, {value})"
+        lines.append(f"{name} = {scale}{out}")
+    else:
+        lines.append(f"{name} = {scale}max({', '.join(values)})")
+    names[found] = name
+    return lines
+
+
+def _terms(expr: sympy.Expr) -> dict[sympy.Basic, sympy.Number]:
+    """``expr`` as ``{product: coefficient}`` over its terms (the number alone keyed by 1)."""
+    terms: dict[sympy.Basic, sympy.Number] = {}
+    for term in sympy.Add.make_args(expr):
+        coefficient, rest = term.as_coeff_Mul()
+        terms[rest] = terms.get(rest, sympy.Integer(0)) + coefficient
+    return {rest: c for rest, c in terms.items() if c != 0}
+
+
+def _difference(
+    a: dict[sympy.Basic, sympy.Number], b: dict[sympy.Basic, sympy.Number]
+) -> dict[sympy.Basic, sympy.Number]:
+    """``a - b`` as terms."""
+    out = {rest: c - b.get(rest, 0) for rest, c in a.items()}
+    out |= {rest: -c for rest, c in b.items() if rest not in a}
+    return {rest: c for rest, c in out.items() if c != 0}
 
 
 def load(source: str, *, vector: bool = False) -> Callable[..., Any]:
@@ -228,7 +419,10 @@ class CompiledReport:
         self.args = self.model.arguments
         self._scalar = compile_many(self._fast, self.args, keys=self.keys)
         self._vector: Callable[..., tuple[Any, ...]] | None = None
-        self._by_switches: dict[tuple[bool, ...], Callable[..., dict[str, int]]] = {}
+        self._by_switches: dict[tuple[bool, ...], Callable[..., dict[str, int] | None]] = {}
+        # The same functions by the switches as a caller spelled them (checked once).
+        self._count = len(self.model.sizes)
+        self._given: dict[tuple[tuple[str, Any], ...], Callable[..., dict[str, int] | None]] = {}
         self._vectors: dict[tuple[bool, ...], Callable[..., tuple[Any, ...]]] = {}
         self._bound: Callable[..., tuple[int]] | None = None
 
@@ -249,13 +443,22 @@ class CompiledReport:
         >>> build_report("cpu").compiled.totals(2, 40, 64, 4, 101, 1)["activations"]
         372160
         """
+        try:
+            function = self._given.get(tuple(switches.items()))
+        except TypeError:  # an unhashable switch value: the check below names it
+            function = None
+        if function is not None and len(sizes) == self._count:
+            result = function(*sizes)  # None where the guard finds the sizes out of bounds
+            if result is not None and (not self.model.limits or self.model.valid(sizes)):
+                return result
+        self._check(sizes, switches)
         model = self.model
-        key = tuple(switches.get(name, False) for name in model.switch_names)
-        function = self._by_switches.get(key)
-        if function is None or not model.valid(sizes):
-            self._check(sizes, switches)
-            function = self._specialise(key)
-        return function(*sizes)
+        key = tuple(bool(switches.get(name, False)) for name in model.switch_names)
+        function = self._given[tuple(switches.items())] = self._specialise(key)
+        result = function(*map(operator.index, sizes))
+        if result is None:
+            raise AssertionError(f"sizes {sizes} pass the config's checks but not the guard")
+        return result
 
     def _check(self, sizes: tuple[int, ...], switches: dict[str, bool]) -> None:
         """Raise the error a Config would raise for these values, or the kernel's."""
@@ -268,12 +471,13 @@ class CompiledReport:
         config = Config(model=self.model.name, **given)
         self.report.kernel_for(config)
 
-    def _specialise(self, key: tuple[bool, ...]) -> Callable[..., dict[str, int]]:
+    def _specialise(self, key: tuple[bool, ...]) -> Callable[..., dict[str, int] | None]:
         """The totals with the switches set: fewer operations per call."""
         if key not in self._by_switches:
             values = dict(zip(self.model.switches, map(int, key), strict=True))
             exprs = [e.xreplace(values) for e in self._fast]
-            self._by_switches[key] = compile_many(exprs, self.model.sizes, keys=self.keys)
+            source = generate(exprs, self.model.sizes, keys=self.keys, guard=_guard(self.model))
+            self._by_switches[key] = load(source)
         return self._by_switches[key]
 
     def bound(self, maxima: Sequence[int]) -> int:
@@ -365,6 +569,14 @@ def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False
     if isinstance(expr, (sympy.ceiling, sympy.floor)):
         numerator, denominator = sympy.fraction(sympy.together(expr.args[0]))
         num, den = _code(numerator, names, vector), _code(denominator, names, vector)
+        if isinstance(denominator, sympy.Integer) and denominator > 0:
+            k = int(denominator)
+            up = "" if isinstance(expr, sympy.floor) else f" + {k - 1}"
+            if vector and k & (k - 1) == 0:
+                # A power of two: on (integer) arrays a shift, which floors as // does, is
+                # several times faster than a division. Scalar code may meet a Fraction.
+                return f"(({num}{up}) >> {k.bit_length() - 1})"
+            return f"(({num}{up}) // {k})"
         if isinstance(expr, sympy.floor):
             return f"({num} // {den})"
         return f"(-((-{num}) // {den}))"

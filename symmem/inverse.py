@@ -186,7 +186,10 @@ def _root(coeffs: Sequence[sympy.Expr]) -> sympy.Expr:
     if len(coeffs) == 2:
         return left / coeffs[1]
     _, b, a = coeffs
-    return (sympy.sqrt(b**2 + 4 * a * left) - b) / (2 * a)
+    # The root written as 2 (M - c0) / (b + sqrt(b^2 + 4 a (M - c0))): the same number as
+    # (sqrt(...) - b) / (2 a) where a != 0, and (M - c0) / b where the S^2 coefficient
+    # vanishes at a config (L = 1 on some pieces), where the textbook form is 0/0.
+    return 2 * left / (b + sympy.sqrt(b**2 + 4 * a * left))
 
 
 def piece_largest(coeffs: Sequence[int | Fraction], budget: int) -> int | None:

@@ -12,6 +12,7 @@ term that depends on a size predicate becomes a ``Piecewise``.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
@@ -21,11 +22,11 @@ from typing import Any
 import sympy
 
 from symmem.allocator import block_bytes, workspace_bytes
-from symmem.cache import cached
+from symmem.cache import cached, entry_path
 from symmem.config import Config
 from symmem.dtypes import FLOAT16
 from symmem.errors import ConfigError, KernelError
-from symmem.evaluate import CompiledReport, generate, load
+from symmem.evaluate import CompiledReport, exact_value, generate, load
 from symmem.gpus import get_gpu
 from symmem.kinds import CATEGORIES, TOTALS
 from symmem.loops import AMP_DTYPES, Loop, get_loop
@@ -66,6 +67,8 @@ class Term:
         dtype: Element type, per precision where it differs.
         shape: Shape of the saved tensor (or of the allocation).
         saved_by: Every ``Node-field (module)`` that saves this storage.
+        text: ``str(formula)``, printed once when the report is built (printing is slow).
+        layer_text: ``str(layer_formula)``, likewise.
     """
 
     name: str
@@ -77,11 +80,13 @@ class Term:
     dtype: str
     shape: str
     saved_by: tuple[str, ...] = ()
+    text: str = field(default="", compare=False)
+    layer_text: str = field(default="", compare=False)
 
     @property
     def formula(self) -> sympy.Expr:
         """Bytes of the whole model: L instances of a per-layer term."""
-        return L * self.layer_formula if self.per_layer else self.layer_formula
+        return model_formula(self.layer_formula, self.per_layer)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -140,6 +145,7 @@ class Report:
     grad_accum: int = 1
     amp_dtype: str = "bf16"
     ddp: int = 1
+    total_texts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
@@ -211,7 +217,7 @@ class Report:
             scenario = run.scenario
             if scenario.combo != switches:
                 continue
-            if all(bool(p.xreplace(values)) == v for p, v in scenario.decisions):
+            if all(bool(exact_value(p, values)) == v for p, v in scenario.decisions):
                 return run
         raise KernelError(f"no simulated step for {config}")
 
@@ -250,7 +256,7 @@ class Estimate:
         step = next(p for p in self.report.step_at(self.config).phases if p.name == phase)
         target = self.phases[phase]
         for expr, what in step.candidates:
-            if int(expr.xreplace(values)) == target:
+            if exact_value(expr, values) == target:
                 return phase, what
         return phase, ""
 
@@ -261,8 +267,8 @@ class Estimate:
         return tuple(
             (
                 p.name,
-                int(p.start.xreplace(values)),
-                int(p.end.xreplace(values)),
+                int(exact_value(p.start, values)),
+                int(exact_value(p.end, values)),
                 self.phases[p.name],
             )
             for p in self.report.step_at(self.config).phases
@@ -280,7 +286,7 @@ class Estimate:
             return self.report.step_at(self.config).peak_text
         if key == "max_memory_allocated":
             return self.report.step_at(self.config).allocated_text
-        return str(self.formula(key))
+        return self.report.total_texts.get(key) or str(self.formula(key))
 
     def formula(self, key: str) -> sympy.Expr:
         """The formula of the total ``key``: for a maximum over the step (``peak``,
@@ -396,12 +402,19 @@ def _build_report(
         mode += "-fp16"
     buckets = ddp > 1  # the buckets do not depend on how many processes there are
     mode += "-ddp" if buckets else ""
-    parts = cached(
-        f"report-{model.name}-{where}-{attention}-{adamw}{mode}",
-        lambda: _build_parts(model, plat, attention, adamw, checkpoint, loop, micro, fp16, buckets),
-        STORED_CLASSES,
-    )
-    terms, kernels, fixed, totals, param_count, phases, steps, evaluator = parts
+    name = f"report-{model.name}-{where}-{attention}-{adamw}{mode}"
+    # The same entry asked for again with other spellings of its arguments: read once.
+    memo = (str(entry_path(name)), os.environ.get("SYMMEM_NO_CACHE"))
+    parts = _PARTS.get(memo)
+    if parts is None:
+        parts = _PARTS[memo] = cached(
+            name,
+            lambda: _build_parts(
+                model, plat, attention, adamw, checkpoint, loop, micro, fp16, buckets
+            ),
+            STORED_CLASSES,
+        )
+    terms, kernels, fixed, totals, param_count, phases, steps, evaluator, texts = parts
     return Report(
         model,
         plat,
@@ -420,8 +433,12 @@ def _build_report(
         grad_accum,
         amp_dtype,
         ddp,
+        MappingProxyType(texts),
     )
 
+
+#: The parts of each report entry read or built in this process, by entry file.
+_PARTS: dict[tuple[str, str | None], _Parts] = {}
 
 #: The dataclasses a report's cache entry holds (:func:`symmem.cache.cached`).
 STORED_CLASSES = (Term, StepRun, StepPhase, Scenario)
@@ -435,6 +452,7 @@ _Parts = tuple[
     dict[str, sympy.Expr],
     tuple[StepRun, ...],
     str,
+    dict[str, str],
 ]
 
 
@@ -489,7 +507,9 @@ def _build_parts(
     param_count = paper_form(totals["params"] / model.param_dtype.itemsize)
     exprs = [*(t.formula for t in terms), *totals.values(), *phases.values(), param_count]
     evaluator = generate(exprs, model.arguments)
-    return terms, kernels, fixed, totals, param_count, phases, tuple(steps), evaluator
+    # The totals' text, printed once (the maxima's texts are per step, stored with it).
+    texts = {k: str(e) for k, e in totals.items() if k not in ("peak", "max_memory_allocated")}
+    return terms, kernels, fixed, totals, param_count, phases, tuple(steps), evaluator, texts
 
 
 def _saved(
@@ -722,9 +742,16 @@ def _combine(
                 dtype=_dtype_text(dtypes[key]),
                 shape=raw.shape,
                 saved_by=tuple(saved_by[key]),
+                text=str(model_formula(formula, model.in_block(raw.module))),
+                layer_text=str(formula),
             )
         )
     return terms
+
+
+def model_formula(layer_formula: sympy.Expr, per_layer: bool) -> sympy.Expr:
+    """A term's bytes for the whole model: L instances of a per-layer term."""
+    return L * layer_formula if per_layer else layer_formula
 
 
 def _formula(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Config", "sweep", "sweep_ranks"]
 
 _INT64_MAX = 2**63 - 1
-_CHUNK = 32768
+_CHUNK = 16384
 
 
 def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
@@ -58,22 +58,33 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
     out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
     count = len(model.size_names)
-    # One switch combination at a time: its own function, with one combination's pieces in
-    # each maximum over the step.
-    combo = np.zeros(args[0].size, dtype=np.int64)
+    size = args[0].size
+    # Each switch combination has its own function (each maximum over the step then holds one
+    # combination's pieces): configs are grouped by combination with one stable sort, each
+    # group evaluated in place, chunk by chunk (chunks that stay in cache make each NumPy
+    # operation several times faster), and the results put back in the caller's order.
+    combo = np.zeros(size, dtype=np.uint8)
     for i, switch in enumerate(args[count:]):
-        combo |= np.asarray(switch, dtype=np.int64) << i
-    for code in np.unique(combo).tolist():
+        combo |= np.asarray(switch, dtype=np.uint8) << i
+    groups = np.bincount(combo, minlength=2 ** (len(args) - count))
+    order = None if np.count_nonzero(groups) <= 1 else np.argsort(combo, kind="stable")
+    sizes = [a if order is None else a[order] for a in args[:count]]
+    start = 0
+    for code, members in enumerate(groups.tolist()):
+        if not members:
+            continue
         key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
         function = compiled.vector_for(key)
-        where = np.flatnonzero(combo == code)
-        sizes = [a[where] for a in args[:count]]
-        # Chunks small enough to stay in cache make each NumPy operation several times faster.
-        for start in range(0, where.size, _CHUNK):
-            results = function(*(a[start : start + _CHUNK] for a in sizes))
-            part = where[start : start + _CHUNK]
+        for low in range(start, start + members, _CHUNK):
+            high = min(low + _CHUNK, start + members)
+            results = function(*(a[low:high] for a in sizes))
             for name, value in zip(compiled.keys, results, strict=True):
-                out[name][part] = value
+                out[name][low:high] = value
+        start += members
+    if order is not None:
+        back = np.empty(size, dtype=np.intp)
+        back[order] = np.arange(size)
+        out = {key: value[back] for key, value in out.items()}
     return {key: value.reshape(out_shape) for key, value in out.items()}
 
 

@@ -25,6 +25,7 @@ SHAPES = [
 ]
 SWITCHES = list(itertools.product((False, True), repeat=3))  # amp, dropout, tied
 
+
 def _cases():
     for shape, (amp, dropout, tied) in itertools.product(SHAPES, SWITCHES):
         yield pytest.param(

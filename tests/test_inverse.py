@@ -7,7 +7,7 @@ from functools import cache
 
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from symmem import BudgetError, Config, KernelError, build_report
@@ -61,6 +61,22 @@ def searched(kernel, config, quantity, symbol, budget, k):
     scale=st.floats(0.6, 30),
     quantity=st.sampled_from(QUANTITIES),
 )
+@example(  # L = 1: the S^2 coefficient of some pieces vanishes
+    kernel=("cuda", "math"),
+    symbol="S",
+    B=1,
+    S=1,
+    head=1,
+    NH=1,
+    V=2,
+    L=1,
+    amp=False,
+    dropout=False,
+    bias=False,
+    multiple=3,
+    scale=2.0,
+    quantity="peak",
+)
 def test_solve_agrees_with_substitution(
     kernel, symbol, B, S, head, NH, V, L, amp, dropout, bias, multiple, scale, quantity
 ):
@@ -89,13 +105,16 @@ def test_solve_agrees_with_substitution(
     if symbol != "B" or solution.value >= 2 * multiple:
         values = {**partial.values(), BUDGET: sympy.Integer(budget)}
         form = solution.closed_form
-        pieces = form.args if isinstance(form, sympy.Min) else (form,)
+        # For multiples of k the form is k*floor(inner/k); the inner form is a Min or one piece.
+        inner = form.args[1].args[0] * multiple if multiple > 1 else form
+        pieces = inner.args if isinstance(inner, sympy.Min) else (inner,)
         with sympy.evaluate(False):
             at_pieces = [p.xreplace(values) for p in pieces]
-        # A piece whose size coefficient vanishes at this config (0/0) bounds nothing here.
+        # A piece that does not depend on the size at this config (x/0) bounds nothing here.
         finite = [v.doit() for v in at_pieces]
         finite = [v for v in finite if v.is_Integer]
-        assert min(finite) == solution.value == solution.closed_form_value
+        value = multiple * (min(finite) // multiple)
+        assert value == solution.value == solution.closed_form_value
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,11 @@ def estimate_html(estimate: Estimate) -> str:
     rows = []
     for term, nbytes in estimate.terms():
         where = "" if term.location == "device" else f" [{term.location}]"
-        rows.append(_row((term.name + where, term.module, term.kind, str(term.formula)), nbytes))
+        rows.append(
+            _row(
+                (term.name + where, term.module, term.kind, term.text or str(term.formula)), nbytes
+            )
+        )
     foot = [
         _row(
             (

@@ -59,7 +59,7 @@ def estimate_table(
                 term.module,
                 term.kind,
                 term.location,
-                str(term.formula),
+                term.text or str(term.formula),
                 f"{nbytes:,}",
                 format_bytes(nbytes),
             )
