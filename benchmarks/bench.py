@@ -173,6 +173,11 @@ SOLVE_COMMANDS = {
         "--for", "S", "--budget", "40GiB", "--B", "8", "--D", "1024", "--NH", "16",
         "--V", "50257", "--L", "24", "--amp", "--platform", "cuda", "--attention", "math",
     ],
+    # The fewest tensor-parallel ranks (docs/parallel.md's example): a per-rank solve.
+    "solve_cli_t": [
+        "--for", "t", "--budget", "80GiB", "--B", "8", "--S", "2048", "--D", "8192",
+        "--NH", "64", "--V", "51200", "--L", "80", "--amp", "--sp",
+    ],
 }  # fmt: skip
 
 

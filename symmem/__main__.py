@@ -1,8 +1,6 @@
 """``python -m symmem``: the same command line as the ``symmem`` script."""
 
-import sys
-
-from symmem.cli import main
+from symmem.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -42,15 +42,19 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
+from typing import Any
 
 import sympy
 
+from symmem.cache import cached
 from symmem.config import Config
 from symmem.dtypes import DEVICE, HOST
 from symmem.errors import ConfigError
+from symmem.evaluate import exact_value, generate, load
 from symmem.kinds import CATEGORIES
 from symmem.model.spec import SEQ, TP, WHOLE, ParallelRules
 from symmem.ops.graph import Scenario, Trace, UndecidedPredicateError
@@ -173,12 +177,34 @@ class RankReport:
         unknown = set(layout) - {"dp", "tp", "pp"}
         if unknown:
             raise ConfigError(f"unknown layout values {sorted(unknown)}: give dp, tp or pp")
-        return RankEstimate(
-            config,
-            self,
-            tuple(_exact(t.formula, values) for t in self.terms),
-            {k: _exact(v, values) for k, v in self.totals.items()},
-        )
+        exprs = [*(t.formula for t in self.terms), *self.totals.values()]
+        evaluate = self._evaluate
+        if evaluate is None:
+            results = [_exact(e, values) for e in exprs]
+        else:
+            found = evaluate(*config.arguments(), *(int(values[s]) for s in (N, T, P)))
+            results = [_whole(v, e, values) for v, e in zip(found, exprs, strict=True)]
+        n = len(self.terms)
+        totals = dict(zip(self.totals, results[n:], strict=True))
+        return RankEstimate(config, self, tuple(results[:n]), totals)
+
+    @cached_property
+    def _evaluate(self) -> Callable[..., tuple[Any, ...]] | None:
+        """Every term's share and every total as generated code of the model's sizes, switches
+        and N, t, p (kept on disk with the rank report); ``None`` where an expression has no
+        exact code (a float coefficient)."""
+        exprs = [*(t.formula for t in self.terms), *self.totals.values()]
+        args = (*self.report.model.arguments, N, T, P)
+        name = _entry_name(self.report, self.layout, self.profile, self.checkpoint)
+
+        def build() -> str:
+            try:
+                return generate(exprs, args, whole=False)
+            except TypeError:
+                return ""
+
+        source = cached(f"{name}-code", build)
+        return load(source) if source else None
 
 
 @dataclass(frozen=True)
@@ -199,16 +225,35 @@ class RankEstimate:
 
 
 def per_rank(report: Report, layout: Layout) -> RankReport:
-    """Every term of ``report`` as its share on the first pipeline stage's rank of ``layout``."""
+    """Every term of ``report`` as its share on the first pipeline stage's rank of ``layout``.
+
+    The shares and their simplified totals are worked out once per report and layout and kept
+    on disk (simplifying them takes a second or more)."""
     rules = _rules(report)
+
+    def build() -> tuple[list[tuple[int, str, sympy.Expr]], dict[str, sympy.Expr]]:
+        shares, block = _shares(report, rules, layout)
+        ranks = [RankTerm(report.terms[i], split, share) for i, split, share in shares]
+        return shares, _rank_totals(ranks, block)
+
+    shares, totals = cached(_entry_name(report, layout, "pytorch", report.checkpoint), build)
+    ranks = tuple(RankTerm(report.terms[i], split, share) for i, split, share in shares)
+    return RankReport(report, layout, ranks, MappingProxyType(totals), "pytorch", report.checkpoint)
+
+
+def _shares(
+    report: Report, rules: ParallelRules, layout: Layout
+) -> tuple[list[tuple[int, str, sympy.Expr]], sympy.Expr]:
+    """Each term's share on the rank (by its index in the report, with how it splits; terms
+    worth nothing there left out), and one block's activations on it."""
     t = sympy.sympify(layout.tp)
     p = sympy.sympify(layout.pp)
     n = sympy.sympify(layout.dp)
     staged = p != 1
     params = _parameters(report)
-    ranks: list[RankTerm] = []
+    shares: list[tuple[int, str, sympy.Expr]] = []
     block = sympy.Integer(0)
-    for term in report.terms:
+    for index, term in enumerate(report.terms):
         last = any(term.module.startswith(m) for m in rules.last_stage)
         if staged and last and term.name not in rules.first_stage_inputs:
             continue
@@ -225,8 +270,15 @@ def per_rank(report: Report, layout: Layout) -> RankReport:
             elif staged and term.kind in ("activations", "inputs"):
                 share *= p  # per micro-batch in flight: the embeddings' saved tensors, idx
         if share != 0:
-            ranks.append(RankTerm(term, split, share))
-    return _rank_report(report, layout, ranks, block, "pytorch", report.checkpoint)
+            shares.append((index, split, share))
+    return shares, block
+
+
+def _entry_name(report: Report, layout: Layout, profile: str, checkpoint: str) -> str:
+    """The disk cache entry of a rank report."""
+    where = "-".join(str(part) for part in report.key)
+    counts = f"z{layout.zero}-dp{layout.dp}-tp{layout.tp}-sp{int(layout.sp)}-pp{layout.pp}"
+    return f"ranks-{where}-{profile}-{checkpoint}-{counts}"
 
 
 def _rank_report(
@@ -237,8 +289,16 @@ def _rank_report(
     profile: str,
     checkpoint: str,
 ) -> RankReport:
-    """The rank report of ``ranks``: their totals by category (device memory), the sum of
-    those, and host tensors, each simplified."""
+    """The rank report of ``ranks``, its totals simplified once and kept on disk."""
+    totals = cached(
+        _entry_name(report, layout, profile, checkpoint), lambda: _rank_totals(ranks, block)
+    )
+    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), profile, checkpoint)
+
+
+def _rank_totals(ranks: Sequence[RankTerm], block: sympy.Expr) -> dict[str, sympy.Expr]:
+    """The totals of ``ranks``: by category (device memory), the sum of those, and host
+    tensors, each simplified."""
     device = [r for r in ranks if r.term.location == DEVICE]
     sums = {
         k: sum((r.formula for r in device if r.term.kind == k), sympy.Integer(0))
@@ -250,8 +310,7 @@ def _rank_report(
         "total": sum(sums.values(), sympy.Integer(0)),
         "host": sum((r.formula for r in ranks if r.term.location == HOST), sympy.Integer(0)),
     }
-    totals = {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
-    return RankReport(report, layout, tuple(ranks), MappingProxyType(totals), profile, checkpoint)
+    return {k: paper_form(sympy.simplify(v)) for k, v in raw.items()}
 
 
 def _rules(report: Report) -> ParallelRules:
@@ -315,7 +374,7 @@ def _parameter_split(rules: ParallelRules, name: str) -> str:
     raise AssertionError(f"no rule for parameter {name}")
 
 
-def _parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
+def _traced_parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
     """The model's parameters: each one's name (a block's under the block pattern), elements,
     and when it exists, as a product of switch factors (a bias only with BIAS = 1, an untied
     output embedding only with TIED = 0), from a trace of the forward under every switch
@@ -337,8 +396,26 @@ def _parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
     return [(name, numel, sympy.factor(present)) for name, (numel, present) in found.items()]
 
 
+def _parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
+    """:func:`_traced_parameters`, traced once per report and kept on disk."""
+    where = "-".join(str(part) for part in report.key)
+    return cached(f"parameters-{where}", lambda: _traced_parameters(report))
+
+
+def _whole(value: Any, expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
+    """A generated evaluator's ``value`` of ``expr``, which must be a whole number of bytes
+    (:func:`_exact` says why not)."""
+    if isinstance(value, int):
+        return value
+    return _exact(expr, values)
+
+
 def _exact(expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:
-    value = sympy.sympify(expr).xreplace(dict(values))
+    try:
+        exact = exact_value(expr, values)
+        value: Any = sympy.Rational(exact.numerator, exact.denominator)
+    except TypeError:  # a float coefficient
+        value = sympy.sympify(expr).xreplace(dict(values))
     if not value.is_Integer:
         value = sympy.nsimplify(value)
     if not value.is_Integer:

@@ -147,6 +147,25 @@ class Report:
     ddp: int = 1
     total_texts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def key(self) -> tuple[str, str, str, str | None, str, str, str, int, str, int]:
+        """What identifies this report among those :func:`build_report` builds: platform,
+        attention, optimizer, GPU preset, checkpointing, architecture, loop, micro-steps,
+        autocast dtype and processes."""
+        gpu = None if self.platform.gpu is None else self.platform.gpu.name
+        return (
+            self.platform.name,
+            self.attention,
+            self.optimizer,
+            gpu,
+            self.checkpoint,
+            self.model.name,
+            self.loop.name,
+            self.grad_accum,
+            self.amp_dtype,
+            self.ddp,
+        )
+
     def total(self, kind: str) -> sympy.Expr:
         """The simplified total of one key of :data:`TOTALS`."""
         return self.totals[kind]

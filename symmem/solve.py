@@ -16,6 +16,7 @@ returned too, and renders in LaTeX like every other expression.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
@@ -25,6 +26,7 @@ import sympy
 
 from symmem.config import Config
 from symmem.errors import BudgetError, ConfigError
+from symmem.evaluate import exact_value
 from symmem.inverse import BUDGET, Inverse, closed_value, inverse
 from symmem.parallel import Layout, RankReport
 from symmem.report import TOTALS, Report, build_report
@@ -388,14 +390,7 @@ def _estimate(memory: Callable[[int], int], budget: int, k: int) -> int | None:
 
 def _key(report: Report) -> _Key:
     """What identifies a report in :func:`build_report`'s cache."""
-    gpu = report.platform.gpu
-    name = gpu.name if gpu else None
-    platform, model = report.platform.name, report.model.name
-    checkpoint, loop = report.checkpoint, report.loop.name
-    accum, amp = report.grad_accum, report.amp_dtype
-    optimizer = report.optimizer
-    run = (loop, accum, amp, report.ddp)
-    return (platform, report.attention, optimizer, name, checkpoint, model, *run)
+    return report.key
 
 
 # -- several GPUs -----------------------------------------------------------------------------
@@ -483,6 +478,9 @@ def fewest(
         except ConfigError:  # a share that is not a whole number of bytes: not a layout
             continue
         if nbytes <= budget_bytes:
+            changes: dict[str, Any] = {name: value}
+            if name == "tp" and value == 1:  # sequence parallelism over one rank splits nothing
+                changes["sp"] = False
             return RankSolution(
                 symbol,
                 value,
@@ -491,7 +489,7 @@ def fewest(
                 previous[0] if previous else None,
                 previous[1] if previous else None,
                 quantity,
-                replace(ranks.layout, **{name: value}),  # type: ignore[arg-type]
+                replace(ranks.layout, **changes),
             )
         previous = (value, nbytes)
     raise BudgetError(
@@ -562,4 +560,7 @@ def _fixed_per_rank(ranks: RankReport, config: Config, symbol: str, quantity: st
     }
     values |= {s: sympy.sympify(v) for s, v in ranks.layout.values().items()}
     values[SYMBOLS[symbol]] = sympy.Integer(0)
-    return int(sympy.ceiling(ranks.total(quantity).xreplace(values)))
+    try:
+        return math.ceil(exact_value(ranks.total(quantity), values))
+    except TypeError:  # a float coefficient
+        return int(sympy.ceiling(ranks.total(quantity).xreplace(values)))

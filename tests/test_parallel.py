@@ -123,6 +123,17 @@ def test_fewest_ranks_fit_and_one_fewer_does_not() -> None:
         fewest(per_rank(report, Layout(tp=T)), config, "t", "1MiB", upper=8)
 
 
+def test_one_tensor_parallel_rank_with_sequence_parallelism_is_an_answer() -> None:
+    """Where one rank fits, t = 1 is the answer; sequence parallelism over it splits nothing,
+    so the answer's layout has none (a Layout with tp=1 and sp refuses)."""
+    report = build_report("cuda")
+    config = Config(B=1, S=256, D=256, NH=4, V=1000, L=2, amp=True)
+    answer = fewest(per_rank(report, Layout(tp=T, sp=True)), config, "t", "80GiB")
+    assert answer.value == 1 and answer.previous_value is None
+    assert answer.layout == Layout(tp=1)
+    assert answer.bytes_at_value == per_rank(report, Layout()).at(config).totals["total"]
+
+
 def test_largest_batch_per_rank() -> None:
     report = build_report("cuda")
     config = Config(S=1024, D=1024, NH=16, V=50304, L=24, amp=True)
