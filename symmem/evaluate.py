@@ -175,15 +175,17 @@ def generate(
         if not any(str(s).startswith("_out") for s in e.free_symbols) and not e.has(sympy.Max)
     ]
     temporaries, reduced = sympy.cse([exprs[i] for i in base], optimizations=None)
+    bodies = dict(zip(base, reduced, strict=True))
+    fractions = any(_fraction(e) for e in [*bodies.values(), *(v for _, v in temporaries), *exprs])
+    shifts = vector and not fractions
     lines = [] if guard is None else [f"if not ({guard}):", "    return None"]
     full: dict[sympy.Basic, sympy.Basic] = {}
     for i, (symbol, value) in enumerate(temporaries):
-        lines.append(f"t{i} = {_code(value, names, vector)}")
+        lines.append(f"t{i} = {_code(value, names, vector, shifts)}")
         names[symbol] = f"t{i}"
         # The same value met again in a rounded size or a maximum's term reuses it.
         full[symbol] = value.xreplace(full)
         names.setdefault(full[symbol], f"t{i}")
-    bodies = dict(zip(base, reduced, strict=True))
     # In a Max the candidates repeat the same divisions (a rounded size, a padded length):
     # each distinct ceiling or floor is computed once, inner ones first.
     hoisted = 0
@@ -192,17 +194,16 @@ def generate(
             continue
         for atom in sorted(expr.atoms(sympy.ceiling, sympy.floor), key=sympy.count_ops):
             if atom not in names:
-                lines.append(f"q{hoisted} = {_code(atom, names, vector)}")
+                lines.append(f"q{hoisted} = {_code(atom, names, vector, shifts)}")
                 names[atom] = f"q{hoisted}"
                 hoisted += 1
     # Each maximum over a step's points, innermost first, along its difference tree.
     maxima = [m for i, e in enumerate(exprs) if i not in bodies for m in e.atoms(sympy.Max)]
     for number, found in enumerate(sorted(dict.fromkeys(maxima), key=sympy.count_ops)):
-        lines += _max_lines(found, names, vector, f"m{number}")
-    fractions = any(_fraction(e) for e in [*bodies.values(), *(v for _, v in temporaries), *exprs])
+        lines += _max_lines(found, names, vector, shifts, f"m{number}")
     wrap = "_int" if fractions and not vector and whole else ""
     for i, expr in enumerate(exprs):
-        lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector)})")
+        lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector, shifts)})")
     if keys is None:
         result = "(" + "".join(f"r{i}, " for i in range(len(exprs))) + ")"
     else:
@@ -240,7 +241,7 @@ def _guard(model: Model) -> str:
 
 
 def _max_lines(
-    found: sympy.Max, names: dict[sympy.Basic, str], vector: bool, name: str
+    found: sympy.Max, names: dict[sympy.Basic, str], vector: bool, shifts: bool, name: str
 ) -> list[str]:
     """Lines that compute ``found`` into ``name``, a maximum over the live bytes at the points
     of a training step. Neighbouring points differ by a few tensors, so each piece is computed
@@ -279,7 +280,7 @@ def _max_lines(
                 uses[rest] = uses.get(rest, 0) + 1
     lines = []
     for k, rest in enumerate(r for r, n in uses.items() if n > 1 and r not in names):
-        lines.append(f"{name}_u{k} = {_code(rest, names, vector)}")
+        lines.append(f"{name}_u{k} = {_code(rest, names, vector, shifts)}")
         names[rest] = f"{name}_u{k}"
     for i in order:
         code = f"{name}_{parent[i]}" if parent[i] >= 0 else ""
@@ -288,7 +289,7 @@ def _max_lines(
             diffs[i].items(), key=lambda item: bool(item[1].is_negative)
         ):
             sign, size = ("-", -coefficient) if coefficient.is_negative else ("+", coefficient)
-            term = _code(size, names) if rest == 1 else _code(rest, names, vector)
+            term = _code(size, names) if rest == 1 else _code(rest, names, vector, shifts)
             if rest != 1 and size != 1:
                 term = f"{_code(size, names)} * {term}"
             code = f"{code} {sign} {term}" if code else (term if sign == "+" else f"-{term}")
@@ -540,7 +541,14 @@ def _as_int(value: int | Fraction | bool) -> int:
     return int(value)
 
 
-def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False) -> str:
+def _code(
+    expr: sympy.Basic,
+    names: dict[sympy.Basic, str],
+    vector: bool = False,
+    shifts: bool = False,
+) -> str:
+    """``expr`` as Python source over ``names``; with ``shifts`` (integer arrays, no fraction
+    anywhere) a ceiling or floor by a power of two is a shift."""
     if expr in names:  # an argument, a temporary or a hoisted division
         return names[expr]
     if isinstance(expr, sympy.Symbol):
@@ -556,32 +564,36 @@ def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False
     if expr is sympy.false:
         return "False"
     if isinstance(expr, sympy.Add):
-        return "(" + " + ".join(_code(a, names, vector) for a in expr.args) + ")"
+        return "(" + " + ".join(_code(a, names, vector, shifts) for a in expr.args) + ")"
     if isinstance(expr, sympy.Mul):
-        return "(" + " * ".join(_code(a, names, vector) for a in expr.args) + ")"
+        return "(" + " * ".join(_code(a, names, vector, shifts) for a in expr.args) + ")"
     if isinstance(expr, sympy.Pow):
         exponent = expr.args[1]
         if isinstance(exponent, sympy.Integer) and exponent >= 0:
-            return f"({_code(expr.args[0], names, vector)} ** {int(exponent)})"
+            return f"({_code(expr.args[0], names, vector, shifts)} ** {int(exponent)})"
         if isinstance(exponent, sympy.Integer):
-            return f"(_Fraction(1) / ({_code(expr.args[0], names, vector)} ** {-int(exponent)}))"
+            base = _code(expr.args[0], names, vector, shifts)
+            return f"(_Fraction(1) / ({base} ** {-int(exponent)}))"
         raise TypeError(f"cannot evaluate {expr} exactly")
     if isinstance(expr, (sympy.ceiling, sympy.floor)):
         numerator, denominator = sympy.fraction(sympy.together(expr.args[0]))
-        num, den = _code(numerator, names, vector), _code(denominator, names, vector)
+        num, den = (
+            _code(numerator, names, vector, shifts),
+            _code(denominator, names, vector, shifts),
+        )
         if isinstance(denominator, sympy.Integer) and denominator > 0:
             k = int(denominator)
             up = "" if isinstance(expr, sympy.floor) else f" + {k - 1}"
-            if vector and k & (k - 1) == 0:
-                # A power of two: on (integer) arrays a shift, which floors as // does, is
-                # several times faster than a division. Scalar code may meet a Fraction.
+            if shifts and k & (k - 1) == 0:
+                # A power of two: on integer arrays a shift, which floors as // does, is
+                # several times faster than a division.
                 return f"(({num}{up}) >> {k.bit_length() - 1})"
             return f"(({num}{up}) // {k})"
         if isinstance(expr, sympy.floor):
             return f"({num} // {den})"
         return f"(-((-{num}) // {den}))"
     if isinstance(expr, sympy.Max):
-        parts = [_code(a, names, vector) for a in expr.args]
+        parts = [_code(a, names, vector, shifts) for a in expr.args]
         if not vector:
             return "max(" + ", ".join(parts) + ")"
         out = parts[0]
@@ -591,7 +603,7 @@ def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False
     if isinstance(expr, sympy.Piecewise):
         out = "None"
         for value, condition in reversed(expr.args):
-            v, c = _code(value, names, vector), _code(condition, names, vector)
+            v, c = _code(value, names, vector, shifts), _code(condition, names, vector, shifts)
             if condition is sympy.true:
                 out = v
             elif vector:
@@ -609,11 +621,10 @@ def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False
     }
     for kind, op in relations.items():
         if isinstance(expr, kind):
-            return (
-                f"({_code(expr.args[0], names, vector)} {op} {_code(expr.args[1], names, vector)})"
-            )
+            left = _code(expr.args[0], names, vector, shifts)
+            return f"({left} {op} {_code(expr.args[1], names, vector, shifts)})"
     if isinstance(expr, (sympy.Or, sympy.And)):
-        parts = [_code(a, names, vector) for a in expr.args]
+        parts = [_code(a, names, vector, shifts) for a in expr.args]
         if vector:
             combine = "_or" if isinstance(expr, sympy.Or) else "_and"
             out = parts[0]
@@ -623,6 +634,6 @@ def _code(expr: sympy.Basic, names: dict[sympy.Basic, str], vector: bool = False
         joiner = " or " if isinstance(expr, sympy.Or) else " and "
         return "(" + joiner.join(parts) + ")"
     if isinstance(expr, sympy.Not):
-        inner = _code(expr.args[0], names, vector)
+        inner = _code(expr.args[0], names, vector, shifts)
         return f"_not({inner})" if vector else f"(not {inner})"
     raise TypeError(f"cannot evaluate {type(expr).__name__} {expr} exactly")
