@@ -124,3 +124,42 @@ def test_sweep_refuses_a_kernel_that_cannot_run():
 def test_missing_size():
     with pytest.raises(ConfigError, match="missing sizes: L"):
         sweep(build_report("cuda"), B=1, S=8, D=12, NH=3, V=10)
+
+
+def test_fast_totals_check_every_call_not_only_the_first():
+    """The fast path's generated guard sends a call it cannot vouch for to the full check: a
+    float, a bool, a size that does not divide or a wrong count is refused with the config's
+    own error even after a valid call with the same switches; a NumPy integer is a whole number
+    and gives the same bytes as the int."""
+    compiled = build_report("cuda", "efficient").compiled
+    good = compiled.totals(2, 40, 64, 4, 101, 1, amp=True)
+    assert compiled.totals(np.int64(2), 40, 64, 4, 101, 1, amp=True) == good
+    for sizes, message in [
+        ((2.0, 40, 64, 4, 101, 1), "B must be a whole number"),
+        ((True, 40, 64, 4, 101, 1), "B must be a whole number"),
+        ((2, 40, 64, 3, 101, 1), "not divisible by NH=3"),
+        ((2, 0, 64, 4, 101, 1), "S must be positive"),
+        ((2, 40, 64), "takes 6 sizes"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            compiled.totals(*sizes, amp=True)
+    with pytest.raises(ConfigError, match="amp must be True or False"):
+        compiled.totals(2, 40, 64, 4, 101, 1, amp=[1])
+    assert compiled.totals(2, 40, 64, 4, 101, 1, amp=True) == good
+
+
+@pytest.mark.parametrize("kernel", [("cpu", "default"), ("cuda", "math"), ("cuda", "efficient")])
+def test_exact_value_equals_substitution(kernel):
+    """The tree walk that finds where a config's peak falls gives what SymPy's substitution
+    gives, for every total, every phase's peak and every candidate of every step phase."""
+    from symmem.evaluate import exact_value
+
+    report = build_report(*kernel)
+    config = Config(B=3, S=40, D=96, NH=3, V=333, L=2, amp=False, dropout=True)
+    values = config.values()
+    run = report.step_at(config)
+    exprs = [*report.totals.values(), *report.phases.values()]
+    exprs += [c for phase in run.phases for c, _ in phase.candidates]
+    exprs += [p for p, _ in run.scenario.decisions]
+    for expr in exprs:
+        assert exact_value(expr, values) == expr.xreplace(values)
