@@ -84,8 +84,8 @@ def exact_value(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> int | 
             result = pick(walk(a) for a in e.args)
         elif isinstance(e, sympy.Piecewise):
             result = next(walk(v) for v, c in e.args if walk(c))
-        elif isinstance(e, sympy.Rel) and type(e) in _RELATIONS:
-            result = _RELATIONS[type(e)](walk(e.args[0]), walk(e.args[1]))
+        elif type(e) in _RELATIONS:
+            result = _RELATIONS[type(e)][1](walk(e.args[0]), walk(e.args[1]))
         elif isinstance(e, sympy.And):
             result = all(walk(a) for a in e.args)
         elif isinstance(e, sympy.Or):
@@ -103,13 +103,14 @@ def exact_value(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> int | 
     return value
 
 
-_RELATIONS: dict[type, Callable[[Any, Any], bool]] = {
-    sympy.Eq: operator.eq,
-    sympy.Ne: operator.ne,
-    sympy.Le: operator.le,
-    sympy.Lt: operator.lt,
-    sympy.Ge: operator.ge,
-    sympy.Gt: operator.gt,
+#: Each (in)equality with its Python operator, as source and as a function.
+_RELATIONS: dict[type, tuple[str, Callable[[Any, Any], bool]]] = {
+    sympy.Eq: ("==", operator.eq),
+    sympy.Ne: ("!=", operator.ne),
+    sympy.Le: ("<=", operator.le),
+    sympy.Lt: ("<", operator.lt),
+    sympy.Ge: (">=", operator.ge),
+    sympy.Gt: (">", operator.gt),
 }
 
 
@@ -611,18 +612,10 @@ def _code(
             else:
                 out = f"({v} if {c} else {out})"
         return out
-    relations = {
-        sympy.Eq: "==",
-        sympy.Ne: "!=",
-        sympy.Le: "<=",
-        sympy.Lt: "<",
-        sympy.Ge: ">=",
-        sympy.Gt: ">",
-    }
-    for kind, op in relations.items():
-        if isinstance(expr, kind):
-            left = _code(expr.args[0], names, vector, shifts)
-            return f"({left} {op} {_code(expr.args[1], names, vector, shifts)})"
+    if type(expr) in _RELATIONS:
+        op = _RELATIONS[type(expr)][0]
+        left = _code(expr.args[0], names, vector, shifts)
+        return f"({left} {op} {_code(expr.args[1], names, vector, shifts)})"
     if isinstance(expr, (sympy.Or, sympy.And)):
         parts = [_code(a, names, vector, shifts) for a in expr.args]
         if vector:

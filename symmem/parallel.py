@@ -276,9 +276,13 @@ def _shares(
 
 def _entry_name(report: Report, layout: Layout, profile: str, checkpoint: str) -> str:
     """The disk cache entry of a rank report."""
-    where = "-".join(str(part) for part in report.key)
     counts = f"z{layout.zero}-dp{layout.dp}-tp{layout.tp}-sp{int(layout.sp)}-pp{layout.pp}"
-    return f"ranks-{where}-{profile}-{checkpoint}-{counts}"
+    return f"ranks-{_report_name(report)}-{profile}-{checkpoint}-{counts}"
+
+
+def _report_name(report: Report) -> str:
+    """The report's :attr:`~symmem.report.Report.key` in a cache entry's name."""
+    return "-".join(str(part) for part in report.key)
 
 
 def _rank_report(
@@ -398,8 +402,7 @@ def _traced_parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr
 
 def _parameters(report: Report) -> list[tuple[str, sympy.Expr, sympy.Expr]]:
     """:func:`_traced_parameters`, traced once per report and kept on disk."""
-    where = "-".join(str(part) for part in report.key)
-    return cached(f"parameters-{where}", lambda: _traced_parameters(report))
+    return cached(f"parameters-{_report_name(report)}", lambda: _traced_parameters(report))
 
 
 def _whole(value: Any, expr: sympy.Expr, values: Mapping[sympy.Symbol, sympy.Integer]) -> int:

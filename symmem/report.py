@@ -89,6 +89,16 @@ class Term:
         return model_formula(self.layer_formula, self.per_layer)
 
     @property
+    def formula_text(self) -> str:
+        """``str(formula)``, as printed when the report was built."""
+        return self.text or str(self.formula)
+
+    @property
+    def layer_formula_text(self) -> str:
+        """``str(layer_formula)``, as printed when the report was built."""
+        return self.layer_text or str(self.layer_formula)
+
+    @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.module)
 
@@ -96,6 +106,10 @@ class Term:
         from symmem.render.latex import term_repr_latex
 
         return term_repr_latex(self)
+
+
+#: What identifies a report (:attr:`Report.key`): :func:`build_report`'s arguments, resolved.
+ReportKey = tuple[str, str, str, str | None, str, str, str, int, str, int]
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,7 @@ class Report:
     total_texts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
-    def key(self) -> tuple[str, str, str, str | None, str, str, str, int, str, int]:
+    def key(self) -> ReportKey:
         """What identifies this report among those :func:`build_report` builds: platform,
         attention, optimizer, GPU preset, checkpointing, architecture, loop, micro-steps,
         autocast dtype and processes."""

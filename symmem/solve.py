@@ -29,7 +29,7 @@ from symmem.errors import BudgetError, ConfigError
 from symmem.evaluate import exact_value
 from symmem.inverse import BUDGET, Inverse, closed_value, inverse
 from symmem.parallel import Layout, RankReport
-from symmem.report import TOTALS, Report, build_report
+from symmem.report import TOTALS, Report, ReportKey, build_report
 from symmem.symbols import FIELDS, LATEX_NAMES, SYMBOLS
 from symmem.units import format_bytes, parse_bytes
 
@@ -49,8 +49,6 @@ __all__ = [
 SOLVABLE = ("B", "S", "L")
 
 _MAX_VALUE = 2**62
-
-_Key = tuple[str, str, str, str | None, str, str, str, int, str, int]
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def largest(
     report.kernel_for(config)
     quantity = _normal_quantity(quantity)
     switches = tuple(config.switches().items())
-    found = _inverse_for(_key(report), quantity, symbol, switches)
+    found = _inverse_for(report.key, quantity, symbol, switches)
     names = report.model.size_names
     position = names.index(symbol)
     given = config.sizes()
@@ -237,7 +235,7 @@ def _normal_quantity(quantity: str) -> str:
 
 @lru_cache(maxsize=256)
 def _inverse_for(
-    key: _Key, quantity: str, symbol: str, switches: tuple[tuple[sympy.Symbol, int], ...]
+    key: ReportKey, quantity: str, symbol: str, switches: tuple[tuple[sympy.Symbol, int], ...]
 ) -> Inverse:
     """What solving ``quantity`` for ``symbol`` needs under these switch values (cached)."""
     platform, attention, optimizer, gpu, checkpoint, model, loop, accum, amp, ddp = key
@@ -386,11 +384,6 @@ def _estimate(memory: Callable[[int], int], budget: int, k: int) -> int | None:
             return None
         x0, y0, x1, y1 = x1, y1, x2, memory(x2)
     return x1
-
-
-def _key(report: Report) -> _Key:
-    """What identifies a report in :func:`build_report`'s cache."""
-    return report.key
 
 
 # -- several GPUs -----------------------------------------------------------------------------

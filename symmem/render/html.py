@@ -41,11 +41,7 @@ def estimate_html(estimate: Estimate) -> str:
     rows = []
     for term, nbytes in estimate.terms():
         where = "" if term.location == "device" else f" [{term.location}]"
-        rows.append(
-            _row(
-                (term.name + where, term.module, term.kind, term.text or str(term.formula)), nbytes
-            )
-        )
+        rows.append(_row((term.name + where, term.module, term.kind, term.formula_text), nbytes))
     foot = [
         _row(
             (

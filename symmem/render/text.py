@@ -59,7 +59,7 @@ def estimate_table(
                 term.module,
                 term.kind,
                 term.location,
-                term.text or str(term.formula),
+                term.formula_text,
                 f"{nbytes:,}",
                 format_bytes(nbytes),
             )
