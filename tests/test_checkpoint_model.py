@@ -114,10 +114,8 @@ def test_rng_states_are_host_memory_beside_a_gpu():
 
 
 def test_the_solver_rebuilds_a_checkpointed_report_from_its_key():
-    from symmem.solve import _key
-
     report = build_report("cpu", "math", checkpoint="selective")
-    rebuilt = build_report(*_key(report))
+    rebuilt = build_report(*report.key)
     assert rebuilt.checkpoint == "selective" and rebuilt.terms == report.terms
 
 
