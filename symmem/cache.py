@@ -110,11 +110,12 @@ def cached(name: str, build: Callable[[], T], classes: Sequence[type] = ()) -> T
             pass
     start = time.perf_counter()
     announced = _announce(name)
-    value = build()
-    if announced is not None:
+    try:
+        value = build()
+    finally:  # a build that raises must not leave its announcement to print later
         announced.cancel()
-        if time.perf_counter() - start > ANNOUNCE_AFTER_S:
-            print(f"symmem: built {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if time.perf_counter() - start > ANNOUNCE_AFTER_S:
+        print(f"symmem: built {name} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     try:
         encoded = encode(value, classes)
     except TypeError:  # a value the format cannot hold: kept in memory only

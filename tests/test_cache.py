@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import sympy
@@ -52,6 +53,30 @@ def test_no_cache_builds_every_time(cache, monkeypatch):
     monkeypatch.setenv("SYMMEM_NO_CACHE", "1")
     assert cached("x", lambda: 41) == 41 and cached("x", lambda: 42) == 42
     assert list(cache.iterdir()) == []
+
+
+def test_a_failed_build_leaves_no_announcement_behind(cache, monkeypatch, capsys):
+    import symmem.cache
+
+    monkeypatch.setattr(symmem.cache, "ANNOUNCE_AFTER_S", 0.05)
+
+    def build():
+        raise ValueError("bad config")
+
+    with pytest.raises(ValueError, match="bad config"):
+        cached("doomed", build)
+    time.sleep(0.3)  # long past the announcement's delay
+    assert capsys.readouterr().err == ""
+
+
+def test_a_slow_build_is_announced(cache, monkeypatch, capsys):
+    import symmem.cache
+
+    monkeypatch.setattr(symmem.cache, "ANNOUNCE_AFTER_S", 0.05)
+    assert cached("slow", lambda: time.sleep(0.3) or 7) == 7
+    err = capsys.readouterr().err
+    assert err.startswith("symmem: building slow (first use with this cache")
+    assert "symmem: built slow in " in err
 
 
 @pytest.mark.parametrize(
