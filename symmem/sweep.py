@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Config", "sweep", "sweep_ranks"]
 
 _INT64_MAX = 2**63 - 1
-_CHUNK = 16384
+_BLOCK = 65536
 
 
 def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
@@ -60,31 +60,42 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     count = len(model.size_names)
     size = args[0].size
     # Each switch combination has its own function (each maximum over the step then holds one
-    # combination's pieces): configs are grouped by combination with one stable sort, each
-    # group evaluated in place, chunk by chunk (chunks that stay in cache make each NumPy
-    # operation several times faster), and the results put back in the caller's order.
-    combo = np.zeros(size, dtype=np.uint8)
-    for i, switch in enumerate(args[count:]):
-        combo |= np.asarray(switch, dtype=np.uint8) << i
-    groups = np.bincount(combo, minlength=2 ** (len(args) - count))
-    order = None if np.count_nonzero(groups) <= 1 else np.argsort(combo, kind="stable")
-    sizes = [a if order is None else a[order] for a in args[:count]]
-    start = 0
-    for code, members in enumerate(groups.tolist()):
-        if not members:
-            continue
-        key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
-        function = compiled.vector_for(key)
-        for low in range(start, start + members, _CHUNK):
-            high = min(low + _CHUNK, start + members)
-            results = function(*(a[low:high] for a in sizes))
+    # combination's pieces). The configs are taken block by block in the caller's order; a
+    # block that mixes combinations is grouped with one stable sort, each group evaluated into
+    # a buffer, and the buffer put back in the block's order with one gather per total. Blocks
+    # that stay in cache make each NumPy operation, the sort and the gathers several times faster.
+    functions: dict[int, Any] = {}
+    buffers = {key: np.empty(min(size, _BLOCK), dtype=dtype) for key in compiled.keys}
+    positions = np.arange(min(size, _BLOCK))
+    for low in range(0, size, _BLOCK):
+        high = min(low + _BLOCK, size)
+        combo = np.zeros(high - low, dtype=np.uint8)
+        for i, switch in enumerate(args[count:]):
+            combo |= np.asarray(switch[low:high], dtype=np.uint8) << i
+        groups = np.bincount(combo, minlength=2 ** (len(args) - count))
+        block = [a[low:high] for a in args[:count]]
+        mixed = np.count_nonzero(groups) > 1
+        if mixed:
+            order = np.argsort(combo, kind="stable")
+            block = [a[order] for a in block]
+        start = 0
+        for code, members in enumerate(groups.tolist()):
+            if not members:
+                continue
+            function = functions.get(code)
+            if function is None:
+                key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
+                function = functions[code] = compiled.vector_for(key)
+            results = function(*(a[start : start + members] for a in block))
+            target = buffers if mixed else {k: v[low:high] for k, v in out.items()}
             for name, value in zip(compiled.keys, results, strict=True):
-                out[name][low:high] = value
-        start += members
-    if order is not None:
-        back = np.empty(size, dtype=np.intp)
-        back[order] = np.arange(size)
-        out = {key: value[back] for key, value in out.items()}
+                target[name][start : start + members] = value
+            start += members
+        if mixed:
+            back = np.empty(high - low, dtype=np.intp)
+            back[order] = positions[: high - low]
+            for name, value in out.items():
+                np.take(buffers[name][: high - low], back, out=value[low:high])
     return {key: value.reshape(out_shape) for key, value in out.items()}
 
 
@@ -127,9 +138,9 @@ def _as_array(model: Model, value: Any, name: str) -> np.ndarray:
         array = array.astype(np.int64)
     if array.dtype.kind not in "iu" and not (array.dtype == object and _all_ints(array)):
         raise ConfigError(f"{name} must hold whole numbers, got dtype {array.dtype}")
-    if name in model.switch_names and (array & ~1).any():  # anything but 0 and 1
+    if array.size and name in model.switch_names and not 0 <= array.min() <= array.max() <= 1:
         raise ConfigError(f"{name} must be 0/1 or True/False")
-    if name not in model.switch_names and (array <= 0).any():
+    if array.size and name not in model.switch_names and array.min() <= 0:
         raise ConfigError(f"{name} must be positive")
     return array
 

@@ -72,6 +72,38 @@ def test_sweep_equals_symbolic(report, batch):
         assert int(out["param_count"][i]) == params
 
 
+def test_sweep_in_blocks_puts_every_result_in_its_place(monkeypatch):
+    """Blocks that mix switch combinations, one that holds a single one, and a short last one."""
+    import symmem.sweep
+
+    monkeypatch.setattr(symmem.sweep, "_BLOCK", 5)
+    report = build_report("cuda", "math")
+    rng = np.random.default_rng(3)
+    n = 23
+    heads = rng.integers(1, 9, n)
+    axes = {
+        "B": rng.integers(1, 9, n),
+        "S": rng.integers(1, 300, n),
+        "D": heads * rng.integers(1, 40, n),
+        "NH": heads,
+        "V": rng.integers(1, 5000, n),
+        "L": rng.integers(1, 5, n),
+        "amp": rng.integers(0, 2, n),
+        "dropout": rng.integers(0, 2, n),
+        "bias": rng.integers(0, 2, n),
+    }
+    for name in ("amp", "dropout", "bias"):
+        axes[name][5:10] = 1  # the second block: one combination
+    out = sweep(report, **axes)
+    for i in range(n):
+        values = {name: int(axis[i]) for name, axis in axes.items()}
+        switches = {name: bool(values.pop(name)) for name in ("amp", "dropout", "bias")}
+        config = Config(**values, **switches)
+        totals, params = substituted(report, config)
+        assert {k: int(out[k][i]) for k in totals} == totals
+        assert int(out["param_count"][i]) == params
+
+
 def test_sweep_uses_int64_when_safe_and_python_ints_when_not():
     report = build_report("cuda")
     small = sweep(report, B=[1, 2], S=1024, D=768, NH=12, V=50257, L=12)
@@ -106,6 +138,7 @@ def test_grid_sweep_shape_and_values():
         ({"B": [1, 0]}, ConfigError, "B must be positive"),
         ({"D": [10]}, ConfigError, "D is not divisible by NH"),
         ({"amp": [2]}, ConfigError, "amp must be 0/1"),
+        ({"amp": [-1]}, ConfigError, "amp must be 0/1"),
         ({"B": [1.5]}, ConfigError, "B must hold whole numbers"),
         ({"X": 1}, ConfigError, "unknown sweep axes for nanogpt: X"),
     ],
