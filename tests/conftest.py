@@ -15,3 +15,13 @@ if os.environ.get("SYMMEM_REQUIRE_TORCH") == "1" and not HAS_TORCH:
     )
 
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the torch extra")
+
+
+@pytest.fixture(autouse=True)
+def _no_first_build_note(monkeypatch):
+    """In-process calls never print the note a first build of a cache entry prints after a
+    second: whether it appears depends on which test happens to build an entry first. The
+    tests of the note set its delay themselves (tests/test_cache.py), and subprocesses keep it."""
+    import symmem.cache
+
+    monkeypatch.setattr(symmem.cache, "ANNOUNCE_AFTER_S", 10.0**9)

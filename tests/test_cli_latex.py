@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 
 import pytest
@@ -15,17 +14,10 @@ from symmem.render import latex
 SMALL = ["--B", "2", "--S", "8", "--D", "4", "--NH", "2", "--V", "10", "--L", "1"]
 
 
-# What a call says on stderr the first time it builds a report for this cache, whichever
-# test happens to come first.
-CACHE_NOTE = re.compile(
-    r"symmem: (building \S+ \(first use with this cache; .*\)|built \S+ in [\d.]+ s)\n"
-)
-
-
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     status = main(["latex", *argv])
     out, err = capsys.readouterr()
-    return status, out, CACHE_NOTE.sub("", err)
+    return status, out, err
 
 
 def test_default_is_the_document_of_the_notebook_config(capsys):
