@@ -50,11 +50,13 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     arrays = {n: _as_array(model, axes.get(n, defaults.get(n)), n) for n in names}
     arrays = _broadcast(arrays, axes, grid)
     _check(report, arrays)
-    maxima = [int(arrays[n].max()) for n in model.size_names] + [1] * len(model.switches)
     compiled = report.compiled
+    out_shape = arrays["B"].shape
+    if arrays["B"].size == 0:  # an empty axis: empty results of the broadcast shape
+        return {key: np.zeros(out_shape, dtype=np.int64) for key in compiled.keys}
+    maxima = [int(arrays[n].max()) for n in model.size_names] + [1] * len(model.switches)
     exact = compiled.bound(maxima) > _INT64_MAX
     dtype = object if exact else np.int64
-    out_shape = arrays["B"].shape
     args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
     out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
     count = len(model.size_names)
@@ -114,12 +116,12 @@ def _check_axes(model: Model, axes: dict[str, Any]) -> None:
 def _broadcast(
     arrays: dict[str, np.ndarray], axes: dict[str, Any], grid: bool
 ) -> dict[str, np.ndarray]:
-    """The axes broadcast against each other; with ``grid``, each 1-D axis given with more
-    than one value becomes its own dimension, in the order given."""
+    """The axes broadcast against each other; with ``grid``, each 1-D axis given with other
+    than one value (an empty one too) becomes its own dimension, in the order given."""
     import numpy as np
 
     if grid:
-        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size > 1]
+        varying = [name for name in axes if arrays[name].ndim == 1 and arrays[name].size != 1]
         for position, name in enumerate(varying):
             dims = [1] * len(varying)
             dims[position] = arrays[name].size

@@ -114,6 +114,15 @@ def test_sweep_uses_int64_when_safe_and_python_ints_when_not():
     assert out["total"][0] == report.at(huge).totals["total"] > 2**63  # float64 would round
 
 
+def test_an_empty_axis_gives_empty_results():
+    report = build_report("cuda")
+    none = np.array([], dtype=np.int64)
+    out = sweep(report, B=none, S=1024, D=768, NH=12, V=50257, L=12)
+    assert out["total"].shape == (0,) and out["peak"].dtype == np.int64
+    grid = sweep(report, grid=True, B=none, S=[1024, 2048], D=768, NH=12, V=50257, L=12)
+    assert grid["total"].shape == (0, 2) and set(grid) == set(out)
+
+
 def test_grid_sweep_shape_and_values():
     report = build_report("cuda", "math")
     out = sweep(
