@@ -89,9 +89,10 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
                 key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
                 function = functions[code] = compiled.vector_for(key)
             results = function(*(a[start : start + members] for a in block))
-            target = buffers if mixed else {k: v[low:high] for k, v in out.items()}
+            # A mixed block's groups go to the buffers; a block of one combination in place.
+            target, at = (buffers, start) if mixed else (out, low + start)
             for name, value in zip(compiled.keys, results, strict=True):
-                target[name][start : start + members] = value
+                target[name][at : at + members] = value
             start += members
         if mixed:
             back = np.empty(high - low, dtype=np.intp)

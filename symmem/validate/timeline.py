@@ -59,6 +59,7 @@ PHASES = ("forward", "next_batch", "backward", "clip", "step", "zero_grad")
 _MARK = "symmem:"
 _OP = "symmem_op::"  # a record_function range that stands for an operator
 _WRAPPED = "wrapped number"
+_DDP_TRIES = 5  # measurements of a DDP step before one that does not end where it began is an error
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,6 @@ def measure_ddp_timeline(config: Config, *, world: int = 2, optimizer: str = "fo
         f"the DDP step did not end with the bytes it started with in {_DDP_TRIES} runs "
         f"(last: {timeline.phases[0].start} and {timeline.phases[-1].end})"
     )
-
-
-_DDP_TRIES = 5
 
 
 def _ddp_rank(rank: int, world: int, port: int, config: Config, optimizer: str, out: str) -> None:
