@@ -13,16 +13,20 @@ config evaluates in microseconds and stays exact at any size (float64 would roun
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import sympy
 
+from symmem import dominance
 from symmem.cache import cached, compiled
 from symmem.config import Config
+from symmem.dominance import Regime
 from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
 
@@ -160,11 +164,17 @@ def generate(
     keys: Sequence[str] | None = None,
     whole: bool = True,
     guard: str | None = None,
+    regimes: Sequence[Regime] = (),
 ) -> str:
     """The Python source of :func:`compile_many`'s function (it can be stored and loaded).
 
     With ``whole=False`` an output may be a fraction (a ``Fraction``), not only an int. With a
-    ``guard`` (a condition on ``a0, a1, ...``) the function returns ``None`` where it fails."""
+    ``guard`` (a condition on ``a0, a1, ...``) the function returns ``None`` where it fails.
+    Within a regime (:mod:`symmem.dominance`) each maximum skips the pieces the regime proves
+    are never the largest there. The scalar function checks the ``regimes``, the narrowest
+    (last) first, and evaluates every piece where none holds; a vector function takes one
+    regime at most and assumes it (its maxima may be too small where it fails, so the caller
+    evaluates those configs again with a broader regime or none)."""
     exprs = [sympy.sympify(e) for e in exprs]
     names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
@@ -187,33 +197,110 @@ def generate(
         # The same value met again in a rounded size or a maximum's term reuses it.
         full[symbol] = value.xreplace(full)
         names.setdefault(full[symbol], f"t{i}")
-    # In a Max the candidates repeat the same divisions (a rounded size, a padded length):
-    # each distinct ceiling or floor is computed once, inner ones first.
-    hoisted = 0
-    for i, expr in enumerate(exprs):
-        if i in bodies or any(str(s).startswith("_out") for s in expr.free_symbols):
-            continue
-        for atom in sorted(expr.atoms(sympy.ceiling, sympy.floor), key=sympy.count_ops):
-            if atom not in names:
-                lines.append(f"q{hoisted} = {_code(atom, names, vector, shifts)}")
-                names[atom] = f"q{hoisted}"
-                hoisted += 1
-    # Each maximum over a step's points, innermost first, along its difference tree.
-    maxima = [m for i, e in enumerate(exprs) if i not in bodies for m in e.atoms(sympy.Max)]
-    for number, found in enumerate(sorted(dict.fromkeys(maxima), key=sympy.count_ops)):
-        lines += _max_lines(found, names, vector, shifts, f"m{number}")
+    # The outputs without a maximum first: a piece of a maximum may be computed from one of
+    # them (a point of the step holds most of what the totals sum).
     wrap = "_int" if fractions and not vector and whole else ""
-    for i, expr in enumerate(exprs):
-        lines.append(f"r{i} = {wrap}({_code(bodies.get(i, expr), names, vector, shifts)})")
-    if keys is None:
-        result = "(" + "".join(f"r{i}, " for i in range(len(exprs))) + ")"
+    whole_exprs: list[sympy.Basic] = []
+    for expr in exprs:
+        whole_exprs.append(expr.xreplace({output(j): e for j, e in enumerate(whole_exprs)}))
+    early = [i for i, e in enumerate(whole_exprs) if not e.has(sympy.Max)]
+    seeds = {}
+    results = {i: f"r{i}" for i in range(len(exprs))}
+    for i in early:
+        code = _code(bodies.get(i, exprs[i]), names, vector, shifts)
+        if code.isidentifier() and not wrap:  # a value computed already: no copy
+            results[i] = code
+        else:
+            lines.append(f"r{i} = {wrap}({code})")
+        names[output(i)] = results[i]
+        if not wrap:
+            seeds[results[i]] = _terms(whole_exprs[i])
+    # Each maximum over a step's points, innermost first; within a regime, its kept pieces.
+    rest = [e for i, e in enumerate(exprs) if i not in bodies and not _uses_outputs(e)]
+    maxima = sorted(dict.fromkeys(m for e in rest for m in e.atoms(sympy.Max)), key=sympy.count_ops)
+    if vector and len(regimes) > 1:
+        raise ValueError("a vector function assumes one regime at most")
+    levels = [(regime, _pruned(maxima, regime)) for regime in regimes]
+    levels = [(regime, pruned) for regime, pruned in levels if pruned]
+    # In a Max the candidates repeat the same divisions (a rounded size, a padded length):
+    # each distinct ceiling or floor is computed once, inner ones first; those that only the
+    # pieces outside the narrowest regime use, only where it fails.
+    fast = [e.xreplace(levels[-1][1]) for e in rest] if levels else rest
+    lines += _hoist(fast, names, vector, shifts, "q")
+    trees: dict[sympy.Basic, _Tree] = {}
+    if vector or not levels:
+        for number, found in enumerate(maxima):
+            kept = levels[0][1].get(found, found) if levels else found
+            lines += _max_lines(kept, names, vector, shifts, f"m{number}", seeds, trees)
+            names[found] = f"m{number}"
     else:
-        result = "{" + ", ".join(f"{k!r}: r{i}" for i, k in enumerate(keys)) + "}"
+        # The narrowest regime first, each broader one next, every piece where none holds.
+        branches = [*reversed(levels), (None, {})]
+        for depth, (regime, pruned) in enumerate(branches):
+            if regime is None:
+                lines.append("else:")
+            else:
+                keyword = "elif" if depth else "if"
+                lines.append(f"{keyword} {_code(sympy.And(*regime.relations), names)}:")
+            inside = dict(names)
+            branch = [] if depth == 0 else _hoist(rest, inside, vector, shifts, f"p{depth}_")
+            for number, found in enumerate(maxima):
+                kept = pruned.get(found, found)
+                branch += _max_lines(kept, inside, vector, shifts, f"m{number}", seeds, trees)
+                inside[found] = f"m{number}"
+            lines += ["    " + line for line in branch]
+        for number, found in enumerate(maxima):
+            names[found] = f"m{number}"
+    for i, expr in enumerate(exprs):
+        if i not in early:
+            code = _code(bodies.get(i, expr), names, vector, shifts)
+            if code.isidentifier() and not wrap:
+                results[i] = names[output(i)] = code
+            else:
+                lines.append(f"r{i} = {wrap}({code})")
+    if keys is None:
+        result = "(" + "".join(f"{results[i]}, " for i in range(len(exprs))) + ")"
+    else:
+        result = "{" + ", ".join(f"{k!r}: {results[i]}" for i, k in enumerate(keys)) + "}"
     return (
         f"def _f({', '.join(f'a{i}' for i in range(len(args)))}):\n"
         + "".join(f"    {line}\n" for line in lines)
         + f"    return {result}\n"
     )
+
+
+def _pruned(maxima: Sequence[sympy.Max], regime: Regime) -> dict[sympy.Basic, sympy.Basic]:
+    """Each maximum that ``regime`` lets skip pieces, with only the pieces it keeps."""
+    pruned: dict[sympy.Basic, sympy.Basic] = {}
+    for found in maxima:
+        kept = [found.args[i] for i in dominance.kept(found.args, regime)]
+        if len(kept) < len(found.args):
+            pruned[found] = sympy.Max(*kept, evaluate=False) if len(kept) > 1 else kept[0]
+    return pruned
+
+
+def _uses_outputs(expr: sympy.Basic) -> bool:
+    """Whether ``expr`` refers to earlier outputs (:func:`output` placeholders)."""
+    return any(str(s).startswith("_out") for s in expr.free_symbols)
+
+
+def _hoist(
+    exprs: Sequence[sympy.Basic],
+    names: dict[sympy.Basic, str],
+    vector: bool,
+    shifts: bool,
+    prefix: str,
+) -> list[str]:
+    """Lines that compute each distinct ceiling or floor of ``exprs`` not named yet, inner
+    ones first, into ``{prefix}0, {prefix}1, ...`` (added to ``names``)."""
+    lines: list[str] = []
+    atoms = {a for e in exprs for a in e.atoms(sympy.ceiling, sympy.floor)}
+    for atom in sorted(atoms, key=lambda a: (sympy.count_ops(a), sympy.default_sort_key(a))):
+        if atom not in names:
+            name = f"{prefix}{len(lines)}"
+            lines.append(f"{name} = {_code(atom, names, vector, shifts)}")
+            names[atom] = name
+    return lines
 
 
 def _fraction(expr: sympy.Basic) -> bool:
@@ -242,62 +329,45 @@ def _guard(model: Model) -> str:
 
 
 def _max_lines(
-    found: sympy.Max, names: dict[sympy.Basic, str], vector: bool, shifts: bool, name: str
+    found: sympy.Basic,
+    names: dict[sympy.Basic, str],
+    vector: bool,
+    shifts: bool,
+    name: str,
+    seeds: Mapping[str, dict[sympy.Basic, sympy.Number]] | None = None,
+    trees: dict[sympy.Basic, _Tree] | None = None,
 ) -> list[str]:
     """Lines that compute ``found`` into ``name``, a maximum over the live bytes at the points
-    of a training step. Neighbouring points differ by a few tensors, so each piece is computed
-    from the one it differs least from (a minimum spanning tree over the number of differing
-    terms, Prim's algorithm from the empty sum), and only the first from scratch: the same
-    exact sums, in a fraction of the operations."""
-    pieces = [_terms(p) for p in found.args]
-    # Sizes rounded to the allocator's blocks: every coefficient a multiple of 512. The
-    # maximum of the sums divided by their common factor, times it, is the same number.
-    coefficients = [c for piece in pieces for c in piece.values()]
-    factor = 1
-    if coefficients and all(isinstance(c, sympy.Integer) for c in coefficients):
-        factor = math.gcd(*(int(c) for c in coefficients))
-        pieces = [{r: c / factor for r, c in piece.items()} for piece in pieces]
-    empty: dict[sympy.Basic, sympy.Number] = {}
-    parent = [-1] * len(pieces)
-    cost = [len(p) for p in pieces]
-    left = set(range(len(pieces)))
-    order = []
-    while left:
-        i = min(left, key=lambda j: (cost[j], j))
-        left.remove(i)
-        order.append(i)
-        for j in left:
-            d = len(_difference(pieces[j], pieces[i]))
-            if d < cost[j]:
-                cost[j], parent[j] = d, i
+    of a training step, along its :func:`_tree` (kept in ``trees`` for the next branch that
+    computes the same maximum)."""
+    tree = None if trees is None else trees.get(found)
+    if tree is None:
+        tree = _tree(found, seeds or {})
+        if trees is not None:
+            trees[found] = tree
+    factor, order, parent, diffs = tree.factor, tree.order, tree.parent, tree.diffs
+    lines = []
     # A product used by more than one difference is computed once.
-    diffs = {
-        i: _difference(pieces[i], pieces[parent[i]] if parent[i] >= 0 else empty) for i in order
-    }
     uses: dict[sympy.Basic, int] = {}
     for diff in diffs.values():
         for rest in diff:
             if rest != 1:
                 uses[rest] = uses.get(rest, 0) + 1
-    lines = []
-    for k, rest in enumerate(r for r, n in uses.items() if n > 1 and r not in names):
+    for k, rest in enumerate(r for r, n in uses.items() if n > 1 and not vector and r not in names):
         lines.append(f"{name}_u{k} = {_code(rest, names, vector, shifts)}")
         names[rest] = f"{name}_u{k}"
     for i in order:
-        code = f"{name}_{parent[i]}" if parent[i] >= 0 else ""
-        # Positive terms first, so that a piece computed from scratch starts with one.
-        for rest, coefficient in sorted(
-            diffs[i].items(), key=lambda item: bool(item[1].is_negative)
-        ):
-            sign, size = ("-", -coefficient) if coefficient.is_negative else ("+", coefficient)
-            term = _code(size, names) if rest == 1 else _code(rest, names, vector, shifts)
-            if rest != 1 and size != 1:
-                term = f"{_code(size, names)} * {term}"
-            code = f"{code} {sign} {term}" if code else (term if sign == "+" else f"-{term}")
-        lines.append(f"{name}_{i} = ({code or '0'})")
-    values = [f"{name}_{i}" for i in range(len(pieces))]
+        p = parent[i]
+        if isinstance(p, str):  # a seed, in the pieces' unit
+            base = p if factor == 1 else f"({p} // {factor})"
+        else:
+            base = f"{name}_{p}" if p >= 0 else ""
+        lines.append(f"{name}_{i} = ({_combination(diffs[i], names, vector, shifts, base)})")
+    values = [f"{name}_{i}" for i in range(len(order))]
     scale = "" if factor == 1 else f"{factor} * "
-    if vector:
+    if len(values) == 1:
+        lines.append(f"{name} = {scale}{values[0]}")
+    elif vector:
         out = values[0]
         for value in values[1:]:
             out = f"_maximum({out}, {value})"
@@ -306,6 +376,148 @@ def _max_lines(
         lines.append(f"{name} = {scale}max({', '.join(values)})")
     names[found] = name
     return lines
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """How a maximum's pieces are computed: each from its ``parent`` (a piece's index, a seed's
+    name, or -1 for none) plus its ``diffs``, in ``order``, in units of ``factor``."""
+
+    factor: int
+    order: list[int]
+    parent: list[int | str]
+    diffs: dict[int, dict[sympy.Basic, sympy.Number]]
+
+
+def _tree(found: sympy.Basic, seeds: Mapping[str, dict[sympy.Basic, sympy.Number]]) -> _Tree:
+    """The pieces of ``found`` along a difference tree. Neighbouring points of a step differ by
+    a few tensors, so each piece is computed from the one it differs least from (a minimum
+    spanning tree over the number of differing terms, Prim's algorithm from the empty sum and
+    from the values already computed, the ``seeds`` by name), and only the first from scratch:
+    the same exact sums, in a fraction of the operations."""
+    pieces = [_terms(p) for p in (found.args if isinstance(found, sympy.Max) else (found,))]
+    # Sizes rounded to the allocator's blocks: every coefficient a multiple of 512. The
+    # maximum of the sums divided by their common factor, times it, is the same number.
+    coefficients = [c for piece in pieces for c in piece.values()]
+    factor = 1
+    if coefficients and all(isinstance(c, sympy.Integer) for c in coefficients):
+        factor = math.gcd(*(int(c) for c in coefficients))
+        pieces = [{r: c / factor for r, c in piece.items()} for piece in pieces]
+    # A seed serves where its sum divided by the same factor is whole.
+    starts = {
+        seed: {r: c / factor for r, c in terms.items()}
+        for seed, terms in seeds.items()
+        if all(isinstance(c / factor, sympy.Integer) for c in terms.values())
+    }
+    # The tree compares plain numbers keyed by small integers (SymPy's are slow to compare).
+    ids: dict[sympy.Basic, int] = {}
+
+    def plain(terms: dict[sympy.Basic, sympy.Number]) -> dict[int, int | Fraction]:
+        return {
+            ids.setdefault(r, len(ids)): int(c.p) if c.q == 1 else Fraction(int(c.p), int(c.q))
+            for r, c in terms.items()
+        }
+
+    keyed = [plain(p) for p in pieces]
+    keyed_starts = {seed: plain(terms) for seed, terms in starts.items()}
+    parent: list[int | str] = [-1] * len(pieces)
+    cost = [len(p) for p in pieces]
+    for j, piece in enumerate(keyed):
+        for seed, terms in keyed_starts.items():
+            d = _distance(piece, terms)
+            if d < cost[j]:
+                cost[j], parent[j] = d, seed
+    left = set(range(len(pieces)))
+    order = []
+    while left:
+        i = min(left, key=lambda j: (cost[j], j))
+        left.remove(i)
+        order.append(i)
+        for j in left:
+            d = _distance(keyed[j], keyed[i])
+            if d < cost[j]:
+                cost[j], parent[j] = d, i
+    empty: dict[sympy.Basic, sympy.Number] = {}
+
+    def of(p: int | str) -> dict[sympy.Basic, sympy.Number]:
+        return starts[p] if isinstance(p, str) else pieces[p] if p >= 0 else empty
+
+    diffs = {i: _difference(pieces[i], of(parent[i])) for i in order}
+    return _Tree(factor, order, parent, diffs)
+
+
+def _distance(a: dict[int, int | Fraction], b: dict[int, int | Fraction]) -> int:
+    """How many terms differ between two sums."""
+    return sum(1 for r, c in a.items() if b.get(r) != c) + sum(1 for r in b if r not in a)
+
+
+def _combination(
+    terms: dict[sympy.Basic, sympy.Number],
+    names: dict[sympy.Basic, str],
+    vector: bool,
+    shifts: bool,
+    base: str,
+) -> str:
+    """``base`` plus the sum of ``terms`` as source, in few operations: the terms with the same
+    coefficient summed before one multiplication, a factor shared by several of them taken out
+    (``3*a*x + 3*a*y - z`` is ``3 * (a * (x + y)) - z``). Positive terms come first, so that a
+    sum without ``base`` starts with one."""
+    groups: dict[sympy.Number, list[sympy.Basic]] = {}
+    constant = sympy.Integer(0)
+    for rest, coefficient in terms.items():
+        if rest == 1:
+            constant += coefficient
+        else:
+            groups.setdefault(coefficient, []).append(rest)
+    if constant:
+        groups.setdefault(constant, []).append(sympy.Integer(1))
+    code = base
+    for coefficient in sorted(groups, key=lambda c: (bool(c.is_negative), abs(c))):
+        rests = groups[coefficient]
+        size = -coefficient if coefficient.is_negative else coefficient
+        if rests == [sympy.Integer(1)]:
+            term = _code(size, names)
+        else:
+            term = _sum_code(rests, names, vector, shifts)
+            if size != 1:
+                term = f"{_code(size, names)} * {term}"
+        sign = "-" if coefficient.is_negative else "+"
+        code = f"{code} {sign} {term}" if code else (term if sign == "+" else f"-{term}")
+    return code or "0"
+
+
+def _sum_code(
+    rests: list[sympy.Basic], names: dict[sympy.Basic, str], vector: bool, shifts: bool
+) -> str:
+    """The sum of products ``rests`` with the factor most of them share taken out, again
+    within each part."""
+    if len(rests) == 1:
+        return _code(rests[0], names, vector, shifts)
+
+    def factors(rest: sympy.Basic) -> list[sympy.Basic]:
+        if rest == 1:
+            return []
+        return [rest] if rest in names else list(sympy.Mul.make_args(rest))
+
+    counts: dict[sympy.Basic, int] = {}
+    for rest in rests:
+        for factor in set(factors(rest)):
+            counts[factor] = counts.get(factor, 0) + 1
+    shared = max(counts, key=lambda f: (counts[f], sympy.default_sort_key(f)), default=None)
+    if shared is None or counts[shared] < 2:
+        return "(" + " + ".join(_code(r, names, vector, shifts) for r in rests) + ")"
+    inner, outer = [], []
+    for rest in rests:
+        found = factors(rest)
+        if shared in found:
+            found.remove(shared)
+            inner.append(sympy.Mul(*found))
+        else:
+            outer.append(rest)
+    code = f"{_code(shared, names, vector, shifts)} * {_sum_code(inner, names, vector, shifts)}"
+    if outer:
+        code = f"{code} + {_sum_code(outer, names, vector, shifts)}"
+    return f"({code})"
 
 
 def _terms(expr: sympy.Expr) -> dict[sympy.Basic, sympy.Number]:
@@ -422,11 +634,18 @@ class CompiledReport:
         self._scalar = compile_many(self._fast, self.args, keys=self.keys)
         self._vector: Callable[..., tuple[Any, ...]] | None = None
         self._by_switches: dict[tuple[bool, ...], Callable[..., dict[str, int] | None]] = {}
-        # The same functions by the switches as a caller spelled them (checked once).
-        self._count = len(self.model.sizes)
-        self._given: dict[tuple[tuple[str, Any], ...], Callable[..., dict[str, int] | None]] = {}
-        self._vectors: dict[tuple[bool, ...], Callable[..., tuple[Any, ...]]] = {}
+        # The same functions by the switch values as a caller passed them (checked once).
+        self._given: dict[tuple[Any, ...], Callable[..., dict[str, int] | None]] = {}
+        self._totals: Callable[..., dict[str, int]] | None = None
+        self._vectors: dict[tuple[Any, ...], Callable[..., tuple[Any, ...]]] = {}
         self._bound: Callable[..., tuple[int]] | None = None
+        self._outside: dict[int, Callable[..., Any]] = {}
+        model = self.model
+        self.regimes = tuple(Regime(relations, model.sizes) for relations in model.regimes)
+        #: The totals that hold a maximum over the step (the only ones a regime changes).
+        self.maxima = tuple(
+            k for k, e in zip(self.keys, self.exprs, strict=True) if e.has(sympy.Max)
+        )
 
     def __call__(self, config: Config) -> dict[str, int]:
         """Every total at a complete config."""
@@ -436,27 +655,60 @@ class CompiledReport:
         result: dict[str, int] = self._scalar(*values)
         return result
 
-    def totals(self, *sizes: int, **switches: bool) -> dict[str, int]:
-        """Every total for the model's sizes given as integers, in its order (``B, S, D, NH, V,
-        L`` for nanoGPT), and its switches by name (off unless given): the fast path, checked
-        like a Config.
+    @property
+    def totals(self) -> Callable[..., dict[str, int]]:
+        """``totals(*sizes, **switches)``: every total for the model's sizes given as integers,
+        in its order (``B, S, D, NH, V, L`` for nanoGPT), and its switches by name (off unless
+        given): the fast path, checked like a Config. The function is generated for the model's
+        switch names (a call looks its evaluator up by their values) and falls back to the full
+        check, with its error, wherever the evaluator's own check fails.
 
         >>> from symmem import build_report
         >>> build_report("cpu").compiled.totals(2, 40, 64, 4, 101, 1)["activations"]
         372160
         """
-        try:
-            function = self._given.get(tuple(switches.items()))
-        except TypeError:  # an unhashable switch value: the check below names it
-            function = None
-        if function is not None and len(sizes) == self._count:
-            result = function(*sizes)  # None where the guard finds the sizes out of bounds
-            if result is not None and (not self.model.limits or self.model.valid(sizes)):
-                return result
-        self._check(sizes, switches)
+        function = self._totals
+        if function is None:
+            names = self.model.switch_names
+            values = "".join(f"{n}, " for n in names)
+            source = (
+                f"def totals(*sizes, {''.join(f'{n}=False, ' for n in names)}**other):\n"
+                f"    if not other:\n"
+                f"        try:\n"
+                # None where the guard finds the sizes out of bounds; a TypeError for a wrong
+                # count of sizes or an unhashable switch value: the slow path names each.
+                f"            result = given[({values})](*sizes)\n"
+                f"        except (KeyError, TypeError):\n"
+                f"            result = None\n"
+                f"        if result is not None and (unlimited or valid(sizes)):\n"
+                f"            return result\n"
+                f"    return slow(sizes, ({values}), other)\n"
+            )
+            namespace: dict[str, Any] = {
+                "given": self._given,
+                "unlimited": not self.model.limits,
+                "valid": self.model.valid,
+                "slow": self._slow,
+            }
+            exec(compiled(source, "<symmem.totals>"), namespace)  # source written above
+            function = self._totals = namespace["totals"]
+        return function
+
+    def _slow(
+        self, sizes: tuple[Any, ...], values: tuple[Any, ...], other: dict[str, Any]
+    ) -> dict[str, int]:
+        """:attr:`totals` where its evaluator does not answer: check, raise or specialise."""
         model = self.model
-        key = tuple(bool(switches.get(name, False)) for name in model.switch_names)
-        function = self._given[tuple(switches.items())] = self._specialise(key)
+        if other:
+            raise ConfigError(
+                f"{model.name} has no switch {', '.join(sorted(other))} (its switches: "
+                f"{', '.join(model.switch_names)})"
+            )
+        switches = dict(zip(model.switch_names, values, strict=True))
+        self._check(sizes, switches)
+        function = self._specialise(tuple(bool(v) for v in values))
+        with contextlib.suppress(TypeError):  # an unhashable value the check accepted
+            self._given[values] = function
         result = function(*map(operator.index, sizes))
         if result is None:
             raise AssertionError(f"sizes {sizes} pass the config's checks but not the guard")
@@ -473,59 +725,88 @@ class CompiledReport:
         config = Config(model=self.model.name, **given)
         self.report.kernel_for(config)
 
+    def _name(self, kind: str) -> str:
+        """The cache entry name of one of this report's generated functions."""
+        report = self.report
+        gpu = report.platform.gpu
+        where = report.platform.name if gpu is None else f"{report.platform.name}-{gpu.name}"
+        return (
+            f"{kind}-{self.model.name}-{where}-{report.attention}-{report.optimizer}-"
+            f"{report.checkpoint}"
+        )
+
     def _specialise(self, key: tuple[bool, ...]) -> Callable[..., dict[str, int] | None]:
-        """The totals with the switches set: fewer operations per call."""
+        """The totals with the switches set: fewer operations per call (and, within the
+        model's regimes, fewer pieces per maximum). Its source is generated once and cached."""
         if key not in self._by_switches:
             values = dict(zip(self.model.switches, map(int, key), strict=True))
-            exprs = [e.xreplace(values) for e in self._fast]
-            source = generate(exprs, self.model.sizes, keys=self.keys, guard=_guard(self.model))
-            self._by_switches[key] = load(source)
-        return self._by_switches[key]
-
-    def bound(self, maxima: Sequence[int]) -> int:
-        """An upper bound of every total and the parameter count when each argument (sizes
-        then switches) lies in ``[0, maxima[i]]``; its code is generated once and cached."""
-        if self._bound is None:
-            report = self.report
-            gpu = report.platform.gpu
-            where = report.platform.name if gpu is None else f"{report.platform.name}-{gpu.name}"
-            name = (
-                f"bound-{self.model.name}-{where}-{report.attention}-{report.optimizer}-"
-                f"{report.checkpoint}"
-            )
-
-            def build() -> str:
-                bounds = [bound_expr(e) for e in self.exprs]
-                top = sympy.Max(*bounds, evaluate=False) if len(bounds) > 1 else bounds[0]
-                return generate([top], self.args)
-
-            self._bound = load(cached(name, build))
-        result: int = self._bound(*maxima)[0]
-        return result
-
-    def vector_for(self, key: tuple[bool, ...]) -> Callable[..., tuple[Any, ...]]:
-        """The NumPy function of the sizes alone with the switches set to ``key``: each
-        maximum over the step is then one switch combination's pieces, not all of them. Its
-        source is generated once and kept in the disk cache."""
-        function = self._vectors.get(key)
-        if function is None:
-            values = dict(zip(self.model.switches, map(int, key), strict=True))
-            report = self.report
-            gpu = report.platform.gpu
-            where = report.platform.name if gpu is None else f"{report.platform.name}-{gpu.name}"
             combo = "".join(str(int(v)) for v in key)
-            name = (
-                f"vector-{self.model.name}-{where}-{report.attention}-{report.optimizer}-"
-                f"{report.checkpoint}-{combo}"
-            )
-            sizes = self.model.sizes
 
             def build() -> str:
                 exprs = [e.xreplace(values) for e in self._fast]
-                return generate(exprs, sizes, vector=True)
+                return generate(
+                    exprs,
+                    self.model.sizes,
+                    keys=self.keys,
+                    guard=_guard(self.model),
+                    regimes=self.regimes,
+                )
 
-            function = self._vectors[key] = load(cached(name, build), vector=True)
+            self._by_switches[key] = load(cached(f"{self._name('scalar')}-{combo}", build))
+        return self._by_switches[key]
+
+    def bound(self, maxima: Sequence[int]) -> int:
+        """An upper bound of every total, the parameter count and each side of the regimes'
+        relations when each argument (sizes then switches) lies in ``[0, maxima[i]]``; its code
+        is generated once and cached."""
+        if self._bound is None:
+            sides = [side for regime in self.regimes for r in regime.relations for side in r.args]
+
+            def build() -> str:
+                bounds = [bound_expr(e) for e in (*self.exprs, *sides)]
+                top = sympy.Max(*bounds, evaluate=False) if len(bounds) > 1 else bounds[0]
+                return generate([top], self.args)
+
+            self._bound = load(cached(self._name("bound"), build))
+        result: int = self._bound(*maxima)[0]
+        return result
+
+    def vector_for(
+        self, key: tuple[bool, ...], level: int | None = None
+    ) -> Callable[..., tuple[Any, ...]]:
+        """The NumPy function of the sizes alone with the switches set to ``key``: each
+        maximum over the step is then one switch combination's pieces, not all of them. With a
+        ``level`` (an index into the model's regimes), each maximum holds only the pieces that
+        can be the largest within that regime: right only where :meth:`outside` is false. Its
+        source is generated once and kept in the disk cache."""
+        function = self._vectors.get((*key, level))
+        if function is None:
+            values = dict(zip(self.model.switches, map(int, key), strict=True))
+            combo = "".join(str(int(v)) for v in key)
+            kind = "vector" if level is None else f"vector{level}"
+            sizes = self.model.sizes
+            regimes = () if level is None else (self.regimes[level],)
+
+            def build() -> str:
+                exprs = [e.xreplace(values) for e in self._fast]
+                return generate(exprs, sizes, vector=True, regimes=regimes)
+
+            source = cached(f"{self._name(kind)}-{combo}", build)
+            function = self._vectors[(*key, level)] = load(source, vector=True)
         return function
+
+    def outside(self, level: int, *sizes: Any) -> Any:
+        """Where the sizes (NumPy arrays, in the model's order) leave the model's regime
+        ``level``: a boolean array."""
+        function = self._outside.get(level)
+        if function is None:
+            names = {symbol: f"a{i}" for i, symbol in enumerate(self.model.sizes)}
+            relations = self.regimes[level].relations
+            condition = _code(sympy.Not(sympy.And(*relations)), names, vector=True)
+            arguments = ", ".join(names.values())
+            source = f"def _f({arguments}):\n    return {condition}\n"
+            function = self._outside[level] = load(source, vector=True)
+        return function(*sizes)
 
     def vector(self) -> Callable[..., tuple[Any, ...]]:
         """The NumPy version of the same function (compiled on first use)."""
@@ -565,7 +846,7 @@ def _code(
     if expr is sympy.false:
         return "False"
     if isinstance(expr, sympy.Add):
-        return "(" + " + ".join(_code(a, names, vector, shifts) for a in expr.args) + ")"
+        return "(" + _combination(_terms(expr), names, vector, shifts, "") + ")"
     if isinstance(expr, sympy.Mul):
         return "(" + " * ".join(_code(a, names, vector, shifts) for a in expr.args) + ")"
     if isinstance(expr, sympy.Pow):

@@ -222,9 +222,11 @@ def paper_terms(
 ) -> tuple[tuple[PaperTerm, sympy.Expr], ...]:
     """Every row of :data:`PAPER_TERMS` with its bytes per layer on one rank (0 where dropped).
 
-    >>> rows = paper_terms(tp=T, recompute="selective")
-    >>> [(term.name, nbytes) for term, nbytes in rows[2:5]]
-    [('Q and K', 4*B*D*S/t), ('softmax output', 0), ('softmax dropout mask', 0)]
+    >>> for term, nbytes in paper_terms(tp=T, recompute="selective")[2:5]:
+    ...     print(f"{term.name}: {nbytes}")
+    Q and K: 4*B*D*S/t
+    softmax output: 0
+    softmax dropout mask: 0
     """
     options = Parallelism(tp=tp, sp=sp, recompute=recompute)
     return tuple((term, options.bytes_of(term)) for term in PAPER_TERMS)
@@ -368,8 +370,8 @@ def zero_model_states(
 ) -> sympy.Expr:
     """Model-state bytes on one data-parallel rank at ZeRO ``stage`` (0 is plain data parallel).
 
-    >>> [zero_model_states(stage) for stage in STAGES]
-    [16*Psi, 4*Psi + 12*Psi/N, 2*Psi + 14*Psi/N, 16*Psi/N]
+    >>> print(*(zero_model_states(stage) for stage in STAGES), sep="; ")
+    16*Psi; 4*Psi + 12*Psi/N; 2*Psi + 14*Psi/N; 16*Psi/N
     >>> zero_model_states(1, 7_500_000_000, ranks=64)
     31406250000
     """

@@ -6,7 +6,7 @@
 >>> out["total"].dtype, len(out["total"])
 (dtype('int64'), 4)
 >>> one = Config(B=1, S=1024, D=768, NH=12, V=50257, L=12)
->>> int(out["total"][0]) == build_report("cuda").compiled(one)["total"]
+>>> out["total"].item(0) == build_report("cuda").compiled(one)["total"]
 True
 """
 
@@ -21,6 +21,7 @@ from symmem.symbols import FIELDS
 if TYPE_CHECKING:
     import numpy as np
 
+    from symmem.evaluate import CompiledReport
     from symmem.model import Model
     from symmem.parallel import RankReport
     from symmem.report import Report
@@ -55,19 +56,69 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     if arrays["B"].size == 0:  # an empty axis: empty results of the broadcast shape
         return {key: np.zeros(out_shape, dtype=np.int64) for key in compiled.keys}
     maxima = [int(arrays[n].max()) for n in model.size_names] + [1] * len(model.switches)
-    exact = compiled.bound(maxima) > _INT64_MAX
+    # The generated code's partial sums (a piece from another piece or a total, plus and minus
+    # what differs) stay within three times the bound: int64 with room to spare, or exact.
+    exact = compiled.bound(maxima) > _INT64_MAX // 4
     dtype = object if exact else np.int64
     args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
-    out = {key: np.empty(args[0].size, dtype=dtype) for key in compiled.keys}
     count = len(model.size_names)
+    # Each maximum holds only the pieces that can be the largest within the model's narrowest
+    # regime (symmem.dominance); the configs outside it are evaluated again, together, within
+    # the next broader one, and so on, with every piece last (NumPy's cost per call would
+    # dominate small groups evaluated block by block).
+    levels = [*reversed(range(len(compiled.regimes))), None]
+    out = _within(compiled, args, count, dtype, levels, compiled.keys)
+    return {key: value.reshape(out_shape) for key, value in out.items()}
+
+
+def _within(
+    compiled: CompiledReport,
+    args: list[np.ndarray],
+    count: int,
+    dtype: Any,
+    levels: list[int | None],
+    keys: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """The totals ``keys`` at ``args``, evaluated within the regime ``levels[0]``, and at the
+    configs outside it, the maxima over the step again within the next (``None``: every
+    piece; the other totals do not depend on the regime)."""
+    import numpy as np
+
+    out = _evaluate(compiled, args, count, dtype, levels[0], keys)
+    if levels[0] is not None:
+        outside = compiled.outside(levels[0], *args[:count])
+        if outside.any():
+            where = np.flatnonzero(outside)
+            maxima = compiled.maxima
+            again = _within(compiled, [a[where] for a in args], count, dtype, levels[1:], maxima)
+            for name, value in again.items():
+                out[name][where] = value
+    return out
+
+
+def _evaluate(
+    compiled: CompiledReport,
+    args: list[np.ndarray],
+    count: int,
+    dtype: Any,
+    level: int | None,
+    keys: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """The totals ``keys`` at the flat arrays ``args`` (the first ``count`` sizes, then
+    switches) with the functions of the regime ``level``: right only where the configs are
+    within it."""
+    import numpy as np
+
     size = args[0].size
+    out = {key: np.empty(size, dtype=dtype) for key in keys}
     # Each switch combination has its own function (each maximum over the step then holds one
     # combination's pieces). The configs are taken block by block in the caller's order; a
     # block that mixes combinations is grouped with one stable sort, each group evaluated into
     # a buffer, and the buffer put back in the block's order with one gather per total. Blocks
     # that stay in cache make each NumPy operation, the sort and the gathers several times faster.
     functions: dict[int, Any] = {}
-    buffers = {key: np.empty(min(size, _BLOCK), dtype=dtype) for key in compiled.keys}
+    buffers = {key: np.empty(min(size, _BLOCK), dtype=dtype) for key in keys}
+    wanted = [key in out for key in compiled.keys]
     positions = np.arange(min(size, _BLOCK))
     for low in range(0, size, _BLOCK):
         high = min(low + _BLOCK, size)
@@ -87,19 +138,20 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
             function = functions.get(code)
             if function is None:
                 key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
-                function = functions[code] = compiled.vector_for(key)
+                function = functions[code] = compiled.vector_for(key, level)
             results = function(*(a[start : start + members] for a in block))
             # A mixed block's groups go to the buffers; a block of one combination in place.
             target, at = (buffers, start) if mixed else (out, low + start)
-            for name, value in zip(compiled.keys, results, strict=True):
-                target[name][at : at + members] = value
+            for name, value, want in zip(compiled.keys, results, wanted, strict=True):
+                if want:
+                    target[name][at : at + members] = value
             start += members
         if mixed:
             back = np.empty(high - low, dtype=np.intp)
             back[order] = positions[: high - low]
             for name, value in out.items():
                 np.take(buffers[name][: high - low], back, out=value[low:high])
-    return {key: value.reshape(out_shape) for key, value in out.items()}
+    return out
 
 
 def _check_axes(model: Model, axes: dict[str, Any]) -> None:
@@ -162,8 +214,9 @@ def _check(report: Report, arrays: dict[str, np.ndarray]) -> None:
     dropouts = arrays.get("dropout", arrays["amp"] * 0)
     for amp in (0, 1):
         for dropout in (0, 1):
-            present = ((arrays["amp"] == amp) & (dropouts == dropout)).any()
-            if present and (bool(amp), bool(dropout)) not in report.kernels:
+            if (bool(amp), bool(dropout)) in report.kernels:
+                continue
+            if ((arrays["amp"] == amp) & (dropouts == dropout)).any():
                 report.platform.kernel(report.attention, amp=bool(amp), dropout=bool(dropout))
                 raise KernelError(
                     f"attention {report.attention!r} cannot run with amp={bool(amp)}, "
@@ -184,8 +237,8 @@ def sweep_ranks(ranks: RankReport, *, grid: bool = False, **axes: Any) -> dict[s
     >>> from symmem.symbols import T
     >>> ranks = per_rank(build_report("cuda"), Layout(tp=T, sp=True))
     >>> out = sweep_ranks(ranks, B=8, S=2048, D=8192, NH=64, V=51200, L=80, amp=True, tp=[8, 16])
-    >>> [int(v) for v in out["block"]]
-    [805863424, 402931712]
+    >>> print(*out["block"])
+    805863424 402931712
     """
     import numpy as np
 

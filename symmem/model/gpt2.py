@@ -25,7 +25,7 @@ from __future__ import annotations
 from symmem import ops
 from symmem.errors import ConfigError
 from symmem.model.nanogpt import batch
-from symmem.model.spec import SEQ, TP, WHOLE, Model, ParallelRules
+from symmem.model.spec import SEQ, TP, TRAINING, WHOLE, Model, ParallelRules
 from symmem.ops import Tensor, Trace, hf
 from symmem.symbols import AMP, DROPOUT, NH, SMAX, TIED, B, D, L, S, V
 
@@ -202,4 +202,5 @@ GPT2 = Model(
     parallel=PARALLEL,
     reference="symmem.validate.hf",
     loop="plain",
+    regimes=TRAINING,
 )

@@ -21,7 +21,7 @@ import sympy
 from symmem import ops
 from symmem.dtypes import INT64
 from symmem.errors import ConfigError
-from symmem.model.spec import SEQ, TP, WHOLE, Limit, Model, ParallelRules
+from symmem.model.spec import SEQ, TP, TRAINING, WHOLE, Limit, Model, ParallelRules
 from symmem.ops import Tensor, Trace
 from symmem.ops.hf import cache_update, causal_lm_loss, position_ids
 from symmem.ops.pointwise import multiply, silu
@@ -263,6 +263,7 @@ def _model(
         limits=(EVEN_HEADS, *limits),
         parallel=_parallel(root),
         reference="symmem.validate.hf",
+        regimes=TRAINING,
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from symmem import ops
 from symmem.dtypes import INT64
-from symmem.model.spec import SEQ, TP, WHOLE, Model, ParallelRules
+from symmem.model.spec import SEQ, TP, TRAINING, WHOLE, Model, ParallelRules
 from symmem.ops import Tensor, Trace
 from symmem.symbols import AMP, BIAS, DROPOUT, NH, B, D, L, S, V
 
@@ -177,4 +177,5 @@ NANOGPT = Model(
     parallel=PARALLEL,
     reference="symmem.validate.nanogpt",
     loop="nanogpt",
+    regimes=TRAINING,
 )

@@ -18,7 +18,7 @@ import sympy
 
 from symmem.dtypes import FLOAT32, DType
 from symmem.errors import ConfigError
-from symmem.symbols import AMP, FIELDS, SWITCH_DEFAULTS
+from symmem.symbols import AMP, FIELDS, SWITCH_DEFAULTS, B, D, L, S, V
 
 if TYPE_CHECKING:
     from symmem.config import Config
@@ -29,6 +29,17 @@ __all__ = ["SEQ", "TP", "WHOLE", "Limit", "Model", "ParallelRules"]
 #: How a tensor splits under tensor parallelism: among the t ranks (``tp``), along the sequence
 #: with sequence parallelism only (``seq``), or never (``whole``).
 TP, SEQ, WHOLE = "tp", "seq", "whole"
+
+#: The proportions of the GPTs people train, as :attr:`Model.regimes`. Broad: a vocabulary at
+#: least as wide as the model, a batch of at least as many tokens as the model is wide, a width
+#: of at least 32 and sequences of at least 16 tokens (GPT-2 small: V = 50257, D = 768; at
+#: B = 1 a sequence of 768 tokens is enough). Narrow: also a vocabulary at least eight times as
+#: wide as the model and four blocks or more (GPT-2 and Qwen2.5 at every size, Llama 3 up to
+#: 70B; not Llama 2 7B, V = 32000 for D = 4096, nor GPT-3 175B, which the broad one holds).
+TRAINING = (
+    (V >= D, B * S >= D, D >= 32, S >= 16),
+    (V >= D, B * S >= D, D >= 32, S >= 16, V >= 8 * D, L >= 4),
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,11 @@ class Model:
         param_dtype: The element type its parameters are kept in.
         reference: The module of :mod:`symmem.validate` that builds the same model in PyTorch.
         loop: The training loop its users run by default (:mod:`symmem.step`).
+        regimes: Sets of relations between its sizes that the configs people train keep
+            (``V >= D``), each narrower than the one before. Where one holds, the generated
+            evaluators skip the pieces of the step's maxima that :mod:`symmem.dominance`
+            proves are never the largest there (the narrowest that holds decides); where none
+            holds they evaluate every piece. Speed only: a value never depends on them.
     """
 
     name: str
@@ -116,6 +132,7 @@ class Model:
     param_dtype: DType = FLOAT32
     reference: str = ""
     loop: str = "plain"
+    regimes: tuple[tuple[sympy.Rel, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.switches[:1] != (AMP,):
