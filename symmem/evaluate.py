@@ -29,6 +29,7 @@ from symmem.config import Config
 from symmem.dominance import Regime
 from symmem.errors import ConfigError
 from symmem.kinds import CATEGORIES
+from symmem.symbols import FIELDS
 
 if TYPE_CHECKING:
     from symmem.model import Model
@@ -699,12 +700,14 @@ class CompiledReport:
     ) -> dict[str, int]:
         """:attr:`totals` where its evaluator does not answer: check, raise or specialise."""
         model = self.model
-        if other:
+        unknown = sorted(set(other) - (set(FIELDS.values()) - set(model.size_names)))
+        if unknown:
             raise ConfigError(
-                f"{model.name} has no switch {', '.join(sorted(other))} (its switches: "
-                f"{', '.join(model.switch_names)})"
+                f"{model.name}'s totals take its sizes in order and no switch "
+                f"{', '.join(unknown)} (its switches: {', '.join(model.switch_names)})"
             )
-        switches = dict(zip(model.switch_names, values, strict=True))
+        # A switch or size another architecture has: the config's check says why not here.
+        switches = dict(zip(model.switch_names, values, strict=True)) | other
         self._check(sizes, switches)
         function = self._specialise(tuple(bool(v) for v in values))
         with contextlib.suppress(TypeError):  # an unhashable value the check accepted

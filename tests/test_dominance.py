@@ -166,5 +166,12 @@ def test_the_sweep_evaluates_again_only_what_leaves_a_regime():
 
 def test_fast_totals_name_a_switch_the_model_does_not_have():
     compiled = build_report("cuda").compiled
-    with pytest.raises(ConfigError, match="nanogpt has no switch tied"):
-        compiled.totals(2, 40, 64, 4, 101, 1, tied=True)
+    with pytest.raises(ConfigError, match=r"no switch B, foo \(its switches: amp, dropout, bias\)"):
+        compiled.totals(2, 40, 64, 4, 101, 1, foo=True, B=2)
+    with pytest.raises(ConfigError, match="--no-tied does not apply to nanogpt"):
+        compiled.totals(2, 40, 64, 4, 101, 1, tied=False)
+    with pytest.raises(ConfigError, match="--NKV does not apply to nanogpt"):
+        compiled.totals(2, 40, 64, 4, 101, 1, NKV=2)
+    # nanoGPT always ties its embedding: saying so changes nothing.
+    tied = compiled.totals(2, 40, 64, 4, 101, 1, amp=True, tied=True)
+    assert tied == compiled.totals(2, 40, 64, 4, 101, 1, amp=True)
