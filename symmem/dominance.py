@@ -38,7 +38,7 @@ from typing import Any
 
 import sympy
 
-__all__ = ["Regime", "kept"]
+__all__ = ["Regime", "differing", "kept"]
 
 #: A polynomial in the sizes: exponent vector -> coefficient.
 _Poly = dict[tuple[int, ...], Fraction]
@@ -249,7 +249,7 @@ def kept(pieces: Sequence[sympy.Expr], regime: Regime) -> list[int]:
             and j not in dropped
             and all(a >= b for a, b in zip(values[j], values[i], strict=True))
         ]
-        near = sorted(candidates, key=lambda j: _differing(terms[i], terms[j]))
+        near = sorted(candidates, key=lambda j: differing(terms[i], terms[j]))
         tried = dict.fromkeys(candidates[:_TRIES] + near[:_TRIES])
         if any(regime._below(terms[i], terms[j], rests) for j in tried):
             dropped.add(i)
@@ -260,7 +260,7 @@ def kept(pieces: Sequence[sympy.Expr], regime: Regime) -> list[int]:
 _TRIES = 4
 
 
-def _differing(a: dict[int, Fraction], b: dict[int, Fraction]) -> int:
+def differing(a: dict[Any, Any], b: dict[Any, Any]) -> int:
     """How many terms differ between two sums."""
     return sum(1 for r, c in a.items() if b.get(r) != c) + sum(1 for r in b if r not in a)
 

@@ -425,7 +425,7 @@ def _tree(found: sympy.Basic, seeds: Mapping[str, dict[sympy.Basic, sympy.Number
     cost = [len(p) for p in pieces]
     for j, piece in enumerate(keyed):
         for seed, terms in keyed_starts.items():
-            d = _distance(piece, terms)
+            d = dominance.differing(piece, terms)
             if d < cost[j]:
                 cost[j], parent[j] = d, seed
     left = set(range(len(pieces)))
@@ -435,7 +435,7 @@ def _tree(found: sympy.Basic, seeds: Mapping[str, dict[sympy.Basic, sympy.Number
         left.remove(i)
         order.append(i)
         for j in left:
-            d = _distance(keyed[j], keyed[i])
+            d = dominance.differing(keyed[j], keyed[i])
             if d < cost[j]:
                 cost[j], parent[j] = d, i
     empty: dict[sympy.Basic, sympy.Number] = {}
@@ -445,11 +445,6 @@ def _tree(found: sympy.Basic, seeds: Mapping[str, dict[sympy.Basic, sympy.Number
 
     diffs = {i: _difference(pieces[i], of(parent[i])) for i in order}
     return _Tree(factor, order, parent, diffs)
-
-
-def _distance(a: dict[int, int | Fraction], b: dict[int, int | Fraction]) -> int:
-    """How many terms differ between two sums."""
-    return sum(1 for r, c in a.items() if b.get(r) != c) + sum(1 for r in b if r not in a)
 
 
 def _combination(
