@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CompiledReport",
+    "Maxima",
     "compile_exact",
     "compile_many",
     "exact_value",
@@ -166,6 +168,8 @@ def generate(
     whole: bool = True,
     guard: str | None = None,
     regimes: Sequence[Regime] = (),
+    given: Sequence[int] = (),
+    returns: Sequence[int] | None = None,
 ) -> str:
     """The Python source of :func:`compile_many`'s function (it can be stored and loaded).
 
@@ -175,8 +179,18 @@ def generate(
     are never the largest there. The scalar function checks the ``regimes``, the narrowest
     (last) first, and evaluates every piece where none holds; a vector function takes one
     regime at most and assumes it (its maxima may be too small where it fails, so the caller
-    evaluates those configs again with a broader regime or none)."""
+    evaluates those configs again with a broader regime or none).
+
+    A vector function can also take outputs computed elsewhere and return only some: the
+    outputs ``given`` (without a maximum) are further arguments after ``args``, named ``r{i}``,
+    those of them the returned values need only; with ``returns`` (indices) the function
+    returns those outputs and computes only what they need."""
+    if (given or returns is not None) and not vector:
+        raise ValueError("only a vector function takes outputs as arguments or returns some")
     exprs = [sympy.sympify(e) for e in exprs]
+    # An output that is a number is no term of another (``x + 0`` would cost an addition).
+    numbers = {output(i): e for i, e in enumerate(exprs) if e.is_Number}
+    exprs = [e.xreplace(numbers) for e in exprs]
     names: dict[sympy.Basic, str] = {symbol: f"a{i}" for i, symbol in enumerate(args)}
     names |= {output(i): f"r{i}" for i in range(len(exprs))}
     # Common subexpressions are shared between the polynomial outputs; a Max (a peak: many
@@ -184,7 +198,9 @@ def generate(
     base = [
         i
         for i, e in enumerate(exprs)
-        if not any(str(s).startswith("_out") for s in e.free_symbols) and not e.has(sympy.Max)
+        if not any(str(s).startswith("_out") for s in e.free_symbols)
+        and not e.has(sympy.Max)
+        and i not in given
     ]
     temporaries, reduced = sympy.cse([exprs[i] for i in base], optimizations=None)
     bodies = dict(zip(base, reduced, strict=True))
@@ -207,7 +223,13 @@ def generate(
     early = [i for i, e in enumerate(whole_exprs) if not e.has(sympy.Max)]
     seeds = {}
     results = {i: f"r{i}" for i in range(len(exprs))}
+    if any(i not in early for i in given):
+        raise ValueError("an output given as an argument cannot hold a maximum")
     for i in early:
+        if i in given:
+            names[output(i)] = results[i]
+            seeds[results[i]] = _terms(whole_exprs[i])
+            continue
         code = _code(bodies.get(i, exprs[i]), names, vector, shifts)
         if code.isidentifier() and not wrap:  # a value computed already: no copy
             results[i] = code
@@ -227,6 +249,8 @@ def generate(
     # each distinct ceiling or floor is computed once, inner ones first; those that only the
     # pieces outside the narrowest regime use, only where it fails.
     fast = [e.xreplace(levels[-1][1]) for e in rest] if levels else rest
+    if vector:  # each product of sizes once, from a smaller one where one is computed
+        lines += _products(fast, names, "u")
     lines += _hoist(fast, names, vector, shifts, "q")
     trees: dict[sympy.Basic, _Tree] = {}
     if vector or not levels:
@@ -259,15 +283,86 @@ def generate(
                 results[i] = names[output(i)] = code
             else:
                 lines.append(f"r{i} = {wrap}({code})")
+    returned = range(len(exprs)) if returns is None else returns
     if keys is None:
-        result = "(" + "".join(f"{results[i]}, " for i in range(len(exprs))) + ")"
+        result = "(" + "".join(f"{results[i]}, " for i in returned) + ")"
     else:
-        result = "{" + ", ".join(f"{k!r}: {results[i]}" for i, k in enumerate(keys)) + "}"
+        result = "{" + ", ".join(f"{keys[i]!r}: {results[i]}" for i in returned) + "}"
+    if vector:  # no branches: only what the returned values need
+        lines = _live(lines, result)
+    used = set(re.findall(r"\w+", result + " ".join(lines)))
+    parameters = [f"a{i}" for i in range(len(args))]
+    parameters += [results[i] for i in given if results[i] in used]
     return (
-        f"def _f({', '.join(f'a{i}' for i in range(len(args)))}):\n"
+        f"def _f({', '.join(parameters)}):\n"
         + "".join(f"    {line}\n" for line in lines)
         + f"    return {result}\n"
     )
+
+
+def _products(
+    exprs: Sequence[sympy.Basic], names: dict[sympy.Basic, str], prefix: str
+) -> list[str]:
+    """Lines that compute each product of sizes in ``exprs`` not named yet (``B*S*D`` in
+    ``ceiling(B*S*D/512)``, ``D**2``), fewest factors first, each from the largest named
+    product that divides it, into ``{prefix}0, {prefix}1, ...`` (added to ``names``)."""
+    sizes = {s for s in names if isinstance(s, sympy.Symbol)}
+
+    def powers(expr: sympy.Basic) -> dict[sympy.Basic, int] | None:
+        """``expr`` as {size: exponent} if it is a product of sizes' positive powers."""
+        found: dict[sympy.Basic, int] = {}
+        for factor in sympy.Mul.make_args(expr):
+            base, exponent = factor.as_base_exp()
+            if base not in sizes or not (isinstance(exponent, sympy.Integer) and exponent > 0):
+                return None
+            found[base] = found.get(base, 0) + int(exponent)
+        return found
+
+    products: dict[sympy.Basic, dict[sympy.Basic, int]] = {}
+    for expr in exprs:
+        for node in sympy.preorder_traversal(expr):
+            if isinstance(node, (sympy.Mul, sympy.Pow)):
+                pure = sympy.Mul(*(f for f in sympy.Mul.make_args(node) if powers(f)))
+                found = powers(pure)
+                if found is not None and sum(found.values()) >= 2:
+                    products[pure] = found
+    named = {e: p for e in names if (p := powers(e)) is not None and sum(p.values()) >= 2}
+    lines: list[str] = []
+    ordered = sorted(products.items(), key=lambda item: (sum(item[1].values()), str(item[0])))
+    for product, found in ordered:
+        if product in names:
+            continue
+        divisors = [
+            (sum(p.values()), e)
+            for e, p in named.items()
+            if all(found.get(s, 0) >= k for s, k in p.items())
+        ]
+        if divisors:
+            _, divisor = max(divisors, key=lambda d: (d[0], str(d[1])))
+            rest = sympy.Mul(*(s ** (k - named[divisor].get(s, 0)) for s, k in found.items()))
+            code = f"({names[divisor]} * {_code(rest, names)})"
+        else:
+            code = " * ".join(names[s] for s, k in found.items() for _ in range(k))
+            code = f"({code})"
+        name = f"{prefix}{len(lines)}"
+        lines.append(f"{name} = {code}")
+        names[product] = name
+        named[product] = found
+    return lines
+
+
+def _live(lines: list[str], result: str) -> list[str]:
+    """The assignments among ``lines`` (``name = code``, no branches) that ``result`` needs."""
+    needed = set(re.findall(r"\w+", result))
+    kept = []
+    for line in reversed(lines):
+        target, _, code = line.partition(" = ")
+        if not target.isidentifier():
+            raise ValueError(f"not a plain assignment: {line!r}")
+        if target in needed:
+            kept.append(line)
+            needed |= set(re.findall(r"\w+", code))
+    return kept[::-1]
 
 
 def _pruned(maxima: Sequence[sympy.Max], regime: Regime) -> dict[sympy.Basic, sympy.Basic]:
@@ -302,6 +397,12 @@ def _hoist(
             lines.append(f"{name} = {_code(atom, names, vector, shifts)}")
             names[atom] = name
     return lines
+
+
+def _is_power(expr: sympy.Basic) -> bool:
+    """Whether ``expr`` is a symbol or a symbol's positive integer power."""
+    base, exponent = expr.as_base_exp()
+    return isinstance(base, sympy.Symbol) and isinstance(exponent, sympy.Integer) and exponent > 0
 
 
 def _fraction(expr: sympy.Basic) -> bool:
@@ -599,6 +700,15 @@ def bound_expr(expr: sympy.Basic) -> sympy.Expr:
     raise TypeError(f"no bound for {type(expr).__name__} {expr}")
 
 
+@dataclass(frozen=True)
+class Maxima:
+    """A NumPy function of the sizes and then the sums ``inputs`` (by name) that returns the
+    maxima over the step (:meth:`CompiledReport.vector_for`)."""
+
+    function: Callable[..., tuple[Any, ...]]
+    inputs: tuple[str, ...]
+
+
 class CompiledReport:
     """Every total of a report (and the parameter count) as one integer function.
 
@@ -633,7 +743,8 @@ class CompiledReport:
         # The same functions by the switch values as a caller passed them (checked once).
         self._given: dict[tuple[Any, ...], Callable[..., dict[str, int] | None]] = {}
         self._totals: Callable[..., dict[str, int]] | None = None
-        self._vectors: dict[tuple[Any, ...], Callable[..., tuple[Any, ...]]] = {}
+        self._vectors: dict[tuple[Any, ...], Maxima] = {}
+        self._sums: Callable[..., tuple[Any, ...]] | None = None
         self._bound: Callable[..., tuple[int]] | None = None
         self._outside: dict[int, Callable[..., Any]] = {}
         model = self.model
@@ -642,6 +753,8 @@ class CompiledReport:
         self.maxima = tuple(
             k for k, e in zip(self.keys, self.exprs, strict=True) if e.has(sympy.Max)
         )
+        #: The others: sums of terms, the same code for every switch combination and regime.
+        self.sums = tuple(k for k in self.keys if k not in self.maxima)
 
     def __call__(self, config: Config) -> dict[str, int]:
         """Every total at a complete config."""
@@ -769,29 +882,53 @@ class CompiledReport:
         result: int = self._bound(*maxima)[0]
         return result
 
-    def vector_for(
-        self, key: tuple[bool, ...], level: int | None = None
-    ) -> Callable[..., tuple[Any, ...]]:
-        """The NumPy function of the sizes alone with the switches set to ``key``: each
-        maximum over the step is then one switch combination's pieces, not all of them. With a
-        ``level`` (an index into the model's regimes), each maximum holds only the pieces that
-        can be the largest within that regime: right only where :meth:`outside` is false. Its
-        source is generated once and kept in the disk cache."""
-        function = self._vectors.get((*key, level))
-        if function is None:
+    def vector_sums(self) -> Callable[..., tuple[Any, ...]]:
+        """The NumPy function of the sizes and switches (0/1 arrays) that returns the totals
+        without a maximum (:attr:`sums`, in order): one function for every switch combination,
+        so a sweep evaluates them without grouping its configs. Its source is generated once
+        and kept in the disk cache."""
+        if self._sums is None:
+            wanted = [i for i, key in enumerate(self.keys) if key in self.sums]
+
+            def build() -> str:
+                # The maxima are left out (zero): their outputs are not returned.
+                zero = sympy.Integer(0)
+                exprs = [e if i in wanted else zero for i, e in enumerate(self._fast)]
+                return generate(exprs, self.args, vector=True, returns=wanted)
+
+            self._sums = load(cached(self._name("sums"), build), vector=True)
+        return self._sums
+
+    def vector_for(self, key: tuple[bool, ...], level: int | None = None) -> Maxima:
+        """The NumPy function that returns the maxima over the step (:attr:`maxima`, in order)
+        with the switches set to ``key``, from the sizes and the sums it builds on
+        (:attr:`Maxima.inputs`, values of :meth:`vector_sums`). With a ``level`` (an index into
+        the model's regimes), each maximum holds only the pieces that can be the largest within
+        that regime: right only where :meth:`outside` is false. Its source is generated once
+        and kept in the disk cache."""
+        found = self._vectors.get((*key, level))
+        if found is None:
             values = dict(zip(self.model.switches, map(int, key), strict=True))
             combo = "".join(str(int(v)) for v in key)
             kind = "vector" if level is None else f"vector{level}"
             sizes = self.model.sizes
             regimes = () if level is None else (self.regimes[level],)
+            given = [i for i, k in enumerate(self.keys) if k in self.sums]
+            returns = [i for i, k in enumerate(self.keys) if k in self.maxima]
 
             def build() -> str:
                 exprs = [e.xreplace(values) for e in self._fast]
-                return generate(exprs, sizes, vector=True, regimes=regimes)
+                return generate(
+                    exprs, sizes, vector=True, regimes=regimes, given=given, returns=returns
+                )
 
-            source = cached(f"{self._name(kind)}-{combo}", build)
-            function = self._vectors[(*key, level)] = load(source, vector=True)
-        return function
+            function = load(cached(f"{self._name(kind)}-{combo}", build), vector=True)
+            # The arguments after the sizes are the sums it needs, named r<index>.
+            code = function.__code__
+            names = code.co_varnames[len(sizes) : code.co_argcount]
+            inputs = tuple(self.keys[int(name[1:])] for name in names)
+            found = self._vectors[(*key, level)] = Maxima(function, inputs)
+        return found
 
     def outside(self, level: int, *sizes: Any) -> Any:
         """Where the sizes (NumPy arrays, in the model's order) leave the model's regime
@@ -846,7 +983,13 @@ def _code(
     if isinstance(expr, sympy.Add):
         return "(" + _combination(_terms(expr), names, vector, shifts, "") + ")"
     if isinstance(expr, sympy.Mul):
-        return "(" + " * ".join(_code(a, names, vector, shifts) for a in expr.args) + ")"
+        factors = list(expr.args)
+        if len(factors) > 2:  # a named product among the factors: ``3 * B * S`` as ``3 * t0``
+            others = [f for f in factors if f.is_number or not _is_power(f)]
+            product = sympy.Mul(*(f for f in factors if f not in others))
+            if product in names:
+                factors = [*others, product]
+        return "(" + " * ".join(_code(a, names, vector, shifts) for a in factors) + ")"
     if isinstance(expr, sympy.Pow):
         exponent = expr.args[1]
         if isinstance(exponent, sympy.Integer) and exponent >= 0:

@@ -12,6 +12,8 @@ True
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from symmem.config import Config
@@ -21,7 +23,7 @@ from symmem.symbols import FIELDS
 if TYPE_CHECKING:
     import numpy as np
 
-    from symmem.evaluate import CompiledReport
+    from symmem.evaluate import CompiledReport, Maxima
     from symmem.model import Model
     from symmem.parallel import RankReport
     from symmem.report import Report
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Config", "sweep", "sweep_ranks"]
 
 _INT64_MAX = 2**63 - 1
-_BLOCK = 65536
+_BLOCK = 131072
+_SUMS_BLOCK = 16384
 
 
 def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.ndarray]:
@@ -62,96 +65,161 @@ def sweep(report: Report, *, grid: bool = False, **axes: Any) -> dict[str, np.nd
     dtype = object if exact else np.int64
     args = [np.asarray(arrays[n], dtype=dtype).ravel() for n in names]
     count = len(model.size_names)
+    # One allocation for every total (each a row of it): far fewer page faults than one
+    # array per total, which the kernel would map in and zero page by page.
+    rows = np.empty((len(compiled.keys), args[0].size), dtype=dtype)
+    out = dict(zip(compiled.keys, rows, strict=True))
+    _sums(compiled, args, out)
     # Each maximum holds only the pieces that can be the largest within the model's narrowest
     # regime (symmem.dominance); the configs outside it are evaluated again, together, within
-    # the next broader one, and so on, with every piece last (NumPy's cost per call would
-    # dominate small groups evaluated block by block).
+    # the next broader one, and so on, with every piece last.
     levels = [*reversed(range(len(compiled.regimes))), None]
-    out = _within(compiled, args, count, dtype, levels, compiled.keys)
-    return {key: value.reshape(out_shape) for key, value in out.items()}
+    _within(compiled, args, count, out, levels)
+    return {key: out[key].reshape(out_shape) for key in compiled.keys}
+
+
+def _sums(compiled: CompiledReport, args: list[np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """The totals without a maximum at the flat arrays ``args`` (sizes, then switches), into
+    ``out``: one function for every switch combination, block by block in the caller's order
+    (blocks small enough that each operation's arrays stay in cache)."""
+    size = args[0].size
+    function = compiled.vector_sums()
+    targets = [out[key] for key in compiled.sums]
+    for low in range(0, size, _SUMS_BLOCK):
+        results = function(*(a[low : low + _SUMS_BLOCK] for a in args))
+        for target, value in zip(targets, results, strict=True):
+            target[low : low + _SUMS_BLOCK] = value
+
+
+#: Configs left for a broader regime, by switch combination: their positions in the caller's
+#: flat order and their sizes there.
+_Pending = dict[int, list[tuple["np.ndarray", list["np.ndarray"]]]]
 
 
 def _within(
     compiled: CompiledReport,
     args: list[np.ndarray],
     count: int,
-    dtype: Any,
+    out: dict[str, np.ndarray],
     levels: list[int | None],
-    keys: tuple[str, ...],
-) -> dict[str, np.ndarray]:
-    """The totals ``keys`` at ``args``, evaluated within the regime ``levels[0]``, and at the
-    configs outside it, the maxima over the step again within the next (``None``: every
-    piece; the other totals do not depend on the regime)."""
-    import numpy as np
-
-    out = _evaluate(compiled, args, count, dtype, levels[0], keys)
-    if levels[0] is not None:
-        outside = compiled.outside(levels[0], *args[:count])
-        if outside.any():
-            where = np.flatnonzero(outside)
-            maxima = compiled.maxima
-            again = _within(compiled, [a[where] for a in args], count, dtype, levels[1:], maxima)
-            for name, value in again.items():
-                out[name][where] = value
-    return out
+) -> None:
+    """The maxima over the step at ``args`` (the first ``count`` sizes, then switches), into
+    ``out`` (which holds the sums already): every config within the regime ``levels[0]``, and
+    the configs outside it again within the next (``None``: every piece), and so on."""
+    pending = _narrowest(compiled, args, count, out, levels[0])
+    for level in levels[1:]:
+        if not pending:
+            break
+        pending = _again(compiled, out, pending, level)
 
 
-def _evaluate(
+def _narrowest(
     compiled: CompiledReport,
     args: list[np.ndarray],
     count: int,
-    dtype: Any,
+    out: dict[str, np.ndarray],
     level: int | None,
-    keys: tuple[str, ...],
-) -> dict[str, np.ndarray]:
-    """The totals ``keys`` at the flat arrays ``args`` (the first ``count`` sizes, then
-    switches) with the functions of the regime ``level``: right only where the configs are
-    within it."""
+) -> _Pending:
+    """The maxima at every config with the functions of the regime ``level``, into ``out``;
+    the configs outside it are returned, grouped by switch combination."""
     import numpy as np
 
     size = args[0].size
-    out = {key: np.empty(size, dtype=dtype) for key in keys}
+    keys = compiled.maxima
     # Each switch combination has its own function (each maximum over the step then holds one
     # combination's pieces). The configs are taken block by block in the caller's order; a
     # block that mixes combinations is grouped with one stable sort, each group evaluated into
-    # a buffer, and the buffer put back in the block's order with one gather per total. Blocks
-    # that stay in cache make each NumPy operation, the sort and the gathers several times faster.
-    functions: dict[int, Any] = {}
-    buffers = {key: np.empty(min(size, _BLOCK), dtype=dtype) for key in keys}
-    wanted = [key in out for key in compiled.keys]
+    # a buffer, and the buffer put back in the block's order with one gather per maximum.
+    # Blocks that stay in cache make each NumPy operation, the sort and the gathers several
+    # times faster. The configs outside the regime are found and set aside group by group,
+    # while their sizes are in cache.
+    functions: dict[int, Maxima] = {}
+    buffers = {key: np.empty(min(size, _BLOCK), dtype=out[key].dtype) for key in keys}
     positions = np.arange(min(size, _BLOCK))
+    switches = len(args) - count
+    sources: ChainMap[Any, np.ndarray] = ChainMap(dict(enumerate(args[:count])), out)
+    pending: _Pending = {}
     for low in range(0, size, _BLOCK):
         high = min(low + _BLOCK, size)
         combo = np.zeros(high - low, dtype=np.uint8)
         for i, switch in enumerate(args[count:]):
             combo |= np.asarray(switch[low:high], dtype=np.uint8) << i
-        groups = np.bincount(combo, minlength=2 ** (len(args) - count))
-        block = [a[low:high] for a in args[:count]]
+        groups = np.bincount(combo, minlength=2**switches)
         mixed = np.count_nonzero(groups) > 1
-        if mixed:
-            order = np.argsort(combo, kind="stable")
-            block = [a[order] for a in block]
+        order = np.argsort(combo, kind="stable") if mixed else None
+        columns = _Taken(sources, slice(low, high), order)
         start = 0
         for code, members in enumerate(groups.tolist()):
             if not members:
                 continue
-            function = functions.get(code)
-            if function is None:
-                key = tuple(bool((code >> i) & 1) for i in range(len(args) - count))
-                function = functions[code] = compiled.vector_for(key, level)
-            results = function(*(a[start : start + members] for a in block))
+            maxima = functions.get(code)
+            if maxima is None:
+                key = tuple(bool((code >> i) & 1) for i in range(switches))
+                maxima = functions[code] = compiled.vector_for(key, level)
+            part = slice(start, start + members)
+            sizes = [columns[i][part] for i in range(count)]
+            results = maxima.function(*sizes, *(columns[name][part] for name in maxima.inputs))
             # A mixed block's groups go to the buffers; a block of one combination in place.
             target, at = (buffers, start) if mixed else (out, low + start)
-            for name, value, want in zip(compiled.keys, results, wanted, strict=True):
-                if want:
-                    target[name][at : at + members] = value
+            for name, value in zip(keys, results, strict=True):
+                target[name][at : at + members] = value
+            if level is not None:
+                outside = np.flatnonzero(compiled.outside(level, *sizes))
+                if outside.size:
+                    where = low + (outside + start if order is None else order[part][outside])
+                    pending.setdefault(code, []).append((where, [s[outside] for s in sizes]))
             start += members
-        if mixed:
+        if order is not None:
             back = np.empty(high - low, dtype=np.intp)
             back[order] = positions[: high - low]
-            for name, value in out.items():
-                np.take(buffers[name][: high - low], back, out=value[low:high])
-    return out
+            for name in keys:
+                view = out[name][low:high]
+                np.take(buffers[name][: high - low], back, out=view, mode="clip")
+    return pending
+
+
+def _again(
+    compiled: CompiledReport, out: dict[str, np.ndarray], pending: _Pending, level: int | None
+) -> _Pending:
+    """The maxima at the ``pending`` configs with the functions of the regime ``level``, into
+    ``out``; the configs outside it are returned."""
+    import numpy as np
+
+    switches = len(compiled.model.switches)
+    left: _Pending = {}
+    for code, parts in pending.items():
+        key = tuple(bool((code >> i) & 1) for i in range(switches))
+        maxima = compiled.vector_for(key, level)
+        everywhere = np.concatenate([where for where, _ in parts])
+        every = [np.concatenate(s) for s in zip(*(sizes for _, sizes in parts), strict=True)]
+        for low in range(0, everywhere.size, _BLOCK):
+            where = everywhere[low : low + _BLOCK]
+            sizes = [s[low : low + _BLOCK] for s in every]
+            inputs = [out[name][where] for name in maxima.inputs]
+            results = maxima.function(*sizes, *inputs)
+            for name, value in zip(compiled.maxima, results, strict=True):
+                out[name][where] = value
+            if level is not None:
+                outside = np.flatnonzero(compiled.outside(level, *sizes))
+                if outside.size:
+                    left.setdefault(code, []).append((where[outside], [s[outside] for s in sizes]))
+    return left
+
+
+class _Taken(dict[Any, "np.ndarray"]):
+    """The arrays of ``source`` at ``where`` (a slice or positions), then in the permutation
+    ``order`` if one is given, each taken on first use."""
+
+    def __init__(self, source: Mapping[Any, np.ndarray], where: Any, order: Any = None) -> None:
+        super().__init__()
+        self._source, self._where, self._order = source, where, order
+
+    def __missing__(self, key: Any) -> np.ndarray:
+        value: np.ndarray = self._source[key][self._where]
+        if self._order is not None:
+            value = value[self._order]
+        self[key] = value
+        return value
 
 
 def _check_axes(model: Model, axes: dict[str, Any]) -> None:

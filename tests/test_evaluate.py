@@ -73,10 +73,13 @@ def test_sweep_equals_symbolic(report, batch):
 
 
 def test_sweep_in_blocks_puts_every_result_in_its_place(monkeypatch):
-    """Blocks that mix switch combinations, one that holds a single one, and a short last one."""
+    """Blocks that mix switch combinations, one that holds a single one, and a short last one;
+    the sums in blocks of another length; configs outside each regime in several blocks (set
+    aside block by block, evaluated again in chunks)."""
     import symmem.sweep
 
     monkeypatch.setattr(symmem.sweep, "_BLOCK", 5)
+    monkeypatch.setattr(symmem.sweep, "_SUMS_BLOCK", 7)
     report = build_report("cuda", "math")
     rng = np.random.default_rng(3)
     n = 23
@@ -94,6 +97,9 @@ def test_sweep_in_blocks_puts_every_result_in_its_place(monkeypatch):
     }
     for name in ("amp", "dropout", "bias"):
         axes[name][5:10] = 1  # the second block: one combination
+    sizes = [axes[name] for name in report.model.size_names]
+    narrow, broad = (report.compiled.outside(level, *sizes) for level in (1, 0))
+    assert (narrow & ~broad).sum() > 5 and broad.sum() > 5  # more than one block of each
     out = sweep(report, **axes)
     for i in range(n):
         values = {name: int(axis[i]) for name, axis in axes.items()}
@@ -205,3 +211,31 @@ def test_exact_value_equals_substitution(kernel):
     exprs += [p for p, _ in run.scenario.decisions]
     for expr in exprs:
         assert exact_value(expr, values) == expr.xreplace(values)
+
+
+def test_a_vector_function_takes_outputs_and_returns_only_some():
+    """Outputs computed elsewhere come in as arguments (only those used), only the outputs
+    asked for come back, and each product of sizes is computed once."""
+    import sympy
+
+    from symmem.evaluate import generate, load
+
+    x, y, z = sympy.symbols("x y z", positive=True)
+    exprs = [
+        x * y * z + 7 * x,
+        x + 1,
+        sympy.Max(x * y * z + 7 * x + x * y, 5 * x * y + sympy.ceiling(x * y * z / 8)),
+    ]
+    source = generate(exprs, (x, y, z), vector=True, given=[0, 1], returns=[2])
+    assert source.startswith("def _f(a0, a1, a2, r0):")  # r1 is not needed
+    assert source.count("(a0 * a1)") == 1  # x·y once, x·y·z from it
+    function = load(source, vector=True)
+    rng = np.random.default_rng(5)
+    xs, ys, zs = (rng.integers(1, 100, 50) for _ in range(3))
+    (peak,) = function(xs, ys, zs, xs * ys * zs + 7 * xs)
+    expected = [int(exprs[2].xreplace({x: a, y: b, z: c})) for a, b, c in zip(xs, ys, zs)]
+    assert peak.tolist() == expected
+    with pytest.raises(ValueError, match="cannot hold a maximum"):
+        generate(exprs, (x, y, z), vector=True, given=[2])
+    with pytest.raises(ValueError, match="only a vector function"):
+        generate(exprs, (x, y, z), returns=[2])
