@@ -233,7 +233,9 @@ def test_a_vector_function_takes_outputs_and_returns_only_some():
     rng = np.random.default_rng(5)
     xs, ys, zs = (rng.integers(1, 100, 50) for _ in range(3))
     (peak,) = function(xs, ys, zs, xs * ys * zs + 7 * xs)
-    expected = [int(exprs[2].xreplace({x: a, y: b, z: c})) for a, b, c in zip(xs, ys, zs)]
+    expected = [
+        int(exprs[2].xreplace({x: a, y: b, z: c})) for a, b, c in zip(xs, ys, zs, strict=True)
+    ]
     assert peak.tolist() == expected
     with pytest.raises(ValueError, match="cannot hold a maximum"):
         generate(exprs, (x, y, z), vector=True, given=[2])
