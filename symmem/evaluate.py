@@ -755,6 +755,8 @@ class CompiledReport:
         )
         #: The others: sums of terms, the same code for every switch combination and regime.
         self.sums = tuple(k for k in self.keys if k not in self.maxima)
+        self._sum_outputs = [i for i, k in enumerate(self.keys) if k in self.sums]
+        self._max_outputs = [i for i, k in enumerate(self.keys) if k in self.maxima]
 
     def __call__(self, config: Config) -> dict[str, int]:
         """Every total at a complete config."""
@@ -888,7 +890,7 @@ class CompiledReport:
         so a sweep evaluates them without grouping its configs. Its source is generated once
         and kept in the disk cache."""
         if self._sums is None:
-            wanted = [i for i, key in enumerate(self.keys) if key in self.sums]
+            wanted = self._sum_outputs
 
             def build() -> str:
                 # The maxima are left out (zero): their outputs are not returned.
@@ -913,13 +915,16 @@ class CompiledReport:
             kind = "vector" if level is None else f"vector{level}"
             sizes = self.model.sizes
             regimes = () if level is None else (self.regimes[level],)
-            given = [i for i, k in enumerate(self.keys) if k in self.sums]
-            returns = [i for i, k in enumerate(self.keys) if k in self.maxima]
 
             def build() -> str:
                 exprs = [e.xreplace(values) for e in self._fast]
                 return generate(
-                    exprs, sizes, vector=True, regimes=regimes, given=given, returns=returns
+                    exprs,
+                    sizes,
+                    vector=True,
+                    regimes=regimes,
+                    given=self._sum_outputs,
+                    returns=self._max_outputs,
                 )
 
             function = load(cached(f"{self._name(kind)}-{combo}", build), vector=True)

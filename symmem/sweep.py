@@ -154,8 +154,7 @@ def _narrowest(
                 continue
             maxima = functions.get(code)
             if maxima is None:
-                key = tuple(bool((code >> i) & 1) for i in range(switches))
-                maxima = functions[code] = compiled.vector_for(key, level)
+                maxima = functions[code] = compiled.vector_for(_key(code, switches), level)
             part = slice(start, start + members)
             sizes = [columns[i][part] for i in range(count)]
             results = maxima.function(*sizes, *(columns[name][part] for name in maxima.inputs))
@@ -188,8 +187,7 @@ def _again(
     switches = len(compiled.model.switches)
     left: _Pending = {}
     for code, parts in pending.items():
-        key = tuple(bool((code >> i) & 1) for i in range(switches))
-        maxima = compiled.vector_for(key, level)
+        maxima = compiled.vector_for(_key(code, switches), level)
         everywhere = np.concatenate([where for where, _ in parts])
         every = [np.concatenate(s) for s in zip(*(sizes for _, sizes in parts), strict=True)]
         for low in range(0, everywhere.size, _BLOCK):
@@ -204,6 +202,11 @@ def _again(
                 if outside.size:
                     left.setdefault(code, []).append((where[outside], [s[outside] for s in sizes]))
     return left
+
+
+def _key(code: int, switches: int) -> tuple[bool, ...]:
+    """The switch values a combination's code stands for (bit i: switch i)."""
+    return tuple(bool((code >> i) & 1) for i in range(switches))
 
 
 class _Taken(dict[Any, "np.ndarray"]):
